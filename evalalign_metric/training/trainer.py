@@ -403,11 +403,12 @@ class Trainer:
         torch.manual_seed(cfg.training.seed)
         self._data()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.training.resume and self.accelerator.is_main_process:
+            for work in ("checkpoints", "base"):  # a fresh run, not a resume: rebuild and retrain
+                shutil.rmtree(self.output_dir / work, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self._model()
         self.pseudo: list[Annotation] = []
-        if not cfg.training.resume and self.accelerator.is_main_process:
-            shutil.rmtree(ckpt.checkpoint_dir(self.output_dir), ignore_errors=True)  # a fresh run, not a resume
-        self.accelerator.wait_for_everyone()
         resume_path = ckpt.latest_checkpoint(self.output_dir) if cfg.training.resume else None
         resume_state = None
         if resume_path is not None:
