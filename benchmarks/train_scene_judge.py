@@ -111,7 +111,7 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
 
 README = """# Embedded default judge: synthetic shape scenes (NOT photographs)
 
-This small LLaVA-style judge ({params:.2f}M parameters: a Swin vision tower, a {text_layers}-layer Llama language
+This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower, a {text_layers}-layer Llama language
 model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo`, `evalalign score`
 and `EvalAlignScore()` work offline on a fresh machine. It was trained from scratch by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on
@@ -164,6 +164,7 @@ def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec:
                       for k, v in heldout.items())
     table = "| aspect | SRCC | arg-max accuracy | n |\n|---|---|---|---|\n" + table
     (staging / "README.md").write_text(README.format(params=params / 1e6, text_layers=spec["text_layers"],
+                                                     vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]],
                                                      n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)

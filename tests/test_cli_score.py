@@ -469,37 +469,43 @@ def test_console_error_is_one_line_without_traceback(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.subprocess
-def test_demo_runs_offline_on_a_fresh_home_and_says_the_judge_is_untrained(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evalalign_metric.cli",
-            "demo",
-            "--out-dir",
-            str(tmp_path / "demo"),
-            "--n-resamples",
-            "100",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "UNTRAINED DEMO JUDGE" in result.stderr and "UNTRAINED DEMO JUDGE" in result.stdout
-    assert "painter" in result.stdout and "scribbler" in result.stdout
+def test_demo_without_the_embedded_judge_says_the_judge_is_untrained(tmp_path, monkeypatch, capsys):
+    from evalalign_metric import cli
+    from evalalign_metric.runs import defaults
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda: tmp_path / "no-embedded-judge")
+    assert cli.main(["demo", "--out-dir", str(tmp_path / "demo"), "--n-resamples", "100", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "UNTRAINED DEMO JUDGE" in err and "UNTRAINED DEMO JUDGE" in out
     demo = tmp_path / "demo"
-    assert {p.name for p in demo.iterdir()} >= {
-        "report.html",
-        "report.png",
-        "leaderboard.json",
-        "images",
-        "results",
-    }
+    assert {p.name for p in demo.iterdir()} >= {"report.html", "report.png", "leaderboard.json", "images", "results"}
     assert len(list((demo / "images" / "painter").glob("*.png"))) == 10
     assert (tmp_path / "hf" / "evalalign" / "demo-judge" / "v1" / "config.json").is_file()
     assert "Untrained demo judge" in (demo / "report.html").read_text()
     board = json.loads((demo / "leaderboard.json").read_text())
     assert board["demo_judge"] is True and all(r["num_images"] == 10 for r in board["rows"])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_demo_on_the_embedded_judge_ranks_the_faithful_painter_first(tmp_path):
+    from evalalign_metric.runs.defaults import embedded_judge_dir
+
+    assert (embedded_judge_dir() / "model.safetensors").is_file(), "the trained default judge must ship"
+    result = subprocess.run(
+        [sys.executable, "-m", "evalalign_metric.cli", "demo", "--out-dir", str(tmp_path / "demo"),
+         "--n-resamples", "100"],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "UNTRAINED" not in result.stdout + result.stderr
+    board = json.loads((tmp_path / "demo" / "leaderboard.json").read_text())
+    assert board["demo_judge"] is False
+    rows = {r["name"]: r["values"] for r in board["rows"]}
+    # painter draws every prompt as written with clean shapes; scribbler gets part of each prompt wrong
+    # and draws torn shapes: the trained judge must see both differences
+    assert board["rows"][0]["name"] == "painter"
+    for key in ("alignment", "faithfulness"):
+        assert rows["painter"][key]["value"] > rows["scribbler"][key]["value"], key
+    assert not (tmp_path / "hf" / "evalalign" / "demo-judge").exists()  # no demo judge was built

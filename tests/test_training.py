@@ -442,10 +442,27 @@ def test_lora_adapter_is_saved_alone_and_loads_through_the_metric(data_dir, base
     assert {"adapter_config.json", "adapter_model.safetensors", "evalalign_judge.json", "protocol.json"} <= files
     assert "config.json" not in files and "model.safetensors" not in files
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base_judge)
-    judge = load_trained_judge(out)
-    metric = EvalAlignScore(judge=judge, protocol=str(out / "protocol.json"))
-    metric.update([Image.open(data_dir / "1.png")], ["a blue square"])
-    assert math.isfinite(float(metric.compute()["alignment/Match"]))
+    images, prompts = [Image.open(data_dir / f"{i}.png") for i in (1, 2)], ["a blue square", "a red circle"]
+    metric = EvalAlignScore(model=str(out), protocol=str(out / "protocol.json"))  # the adapter folder itself
+    metric.update(images, prompts)
+    merged = metric.compute()["alignment/Match"]
+    # reference: the same adapter applied with peft, unmerged, on a separately loaded base judge
+    import peft
+
+    from evalalign_metric.judge import Judge, load_judge
+
+    base = load_judge(base_judge, cache=False)
+    unmerged = peft.PeftModel.from_pretrained(base.model, str(out))
+    reference = EvalAlignScore(judge=Judge(unmerged, base.processor, backend=base.backend, chat_format=base.chat_format),
+                               protocol=str(out / "protocol.json"))
+    reference.update(images, prompts)
+    assert abs(float(merged) - float(reference.compute()["alignment/Match"])) < 1e-5
+    moved = load_trained_judge(out, base=str(base_judge))  # an explicit base gives the same judge
+    again = EvalAlignScore(judge=moved, protocol=str(out / "protocol.json"))
+    again.update(images, prompts)
+    assert abs(float(again.compute()["alignment/Match"]) - float(merged)) < 1e-5
+    lora_b = [v for k, v in unmerged.state_dict().items() if "lora_B" in k]
+    assert lora_b and any(float(v.abs().max()) > 0 for v in lora_b)  # training moved the adapter off zero
 
 
 def test_push_to_hub_uploads_the_folder_without_work_files(tmp_path):

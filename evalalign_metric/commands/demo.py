@@ -1,9 +1,11 @@
 """``evalalign demo``: the whole pipeline on a small image set drawn on the spot, offline, in a minute.
 
-Draws ten images for each of two pretend text-to-image models (named after official EvalAlign prompt
-ids), scores them with the default judge, prints the leaderboard and writes ``report.html`` and
-``report.png``. Until a trained judge is installed, the default judge is a tiny untrained one and the
-output says so: the scores then only show what the reports look like.
+Draws ten synthetic shape scenes for each of two pretend text-to-image models (``painter`` draws each
+prompt as written; ``scribbler`` gets part of it wrong and draws torn, distorted shapes), scores them with
+the default judge, prints the leaderboard and writes ``report.html`` and ``report.png``. The embedded
+judge was trained on such scenes (``evalalign_metric/assets/judge/README.md``); it knows nothing about
+photographs. Without it (a source tree where it was removed), the default judge is a tiny untrained one
+and the output says so.
 
 Example:
     >>> import argparse
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from evalalign_metric.errors import InputError
     from evalalign_metric.report import build_leaderboard, format_leaderboard, load_run, write_report
     from evalalign_metric.runs import default_judge, score_folder
-    from evalalign_metric.runs.demo_set import write_demo_images
+    from evalalign_metric.runs.demo_set import PROMPTS_FILE, write_demo_images
     from evalalign_metric.runs.identity import model_fingerprint
 
     quiet_transformers()
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     for name, folder in folders.items():
         result = score_folder(
             folder,
+            prompts=out_dir / "images" / PROMPTS_FILE,
             model=judge.path,
             out=out_dir / "results" / f"{name}-{tag}.jsonl",
             device=args.device,

@@ -1,8 +1,9 @@
 """Loading a judge from a model reference, once per process.
 
 A reference is a local folder holding a native transformers checkpoint (``config.json`` with a registered
-``model_type``, safetensors weights, processor files, optional ``evalalign_judge.json``). Hub repo ids are
-resolved to such a folder first (see the seam below). Weights load with ``use_safetensors=True`` and
+``model_type``, safetensors weights, processor files, optional ``evalalign_judge.json``), or a LoRA adapter
+folder (peft ``adapter_config.json`` naming its base judge; merged into the base in memory, needs the
+``train`` extra). Hub repo ids are resolved to such a folder first (see the seam below). Weights load with ``use_safetensors=True`` and
 ``trust_remote_code=False``: nothing from a checkpoint is executed.
 
 Example:
@@ -104,6 +105,12 @@ def load_judge(
     if cache and named_engine and key in _CACHE:
         return _CACHE[key]
     path = resolve_reference(model, **hub_kwargs)
+    if (path / "adapter_config.json").is_file():
+        judge = _load_adapter(path, device=device, dtype=torch_dtype, chat_format=chat_format, batch_size=batch_size,
+                              engine=engine, hub_kwargs=hub_kwargs)
+        if cache and named_engine:
+            _CACHE[key] = judge
+        return judge
     config_file = path / "config.json"
     if not config_file.is_file():
         raise JudgeLoadError(f"{path} has no config.json: not a transformers checkpoint")
@@ -142,3 +149,35 @@ def load_judge(
 def clear_judge_cache() -> None:
     """Forget every cached judge (frees their memory once no metric holds them)."""
     _CACHE.clear()
+
+
+def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None) -> Judge:
+    """Base judge + LoRA adapter at ``path``, merged in memory (the judge then runs at the base model's speed)."""
+    from evalalign_metric.errors import require_extra
+
+    peft = require_extra("peft", "train", "Loading a LoRA adapter judge")
+    config_file = path / "adapter_config.json"
+    try:
+        base = base or json.loads(config_file.read_text()).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise JudgeLoadError(f"{config_file} is not a readable adapter config: {exc}") from None
+    if not base:
+        raise JudgeLoadError(f"{config_file} does not name its base judge (base_model_name_or_path)")
+    if not (path / "adapter_model.safetensors").is_file():
+        raise JudgeLoadError(f"{path} has no adapter_model.safetensors (pickle adapters are not loaded)")
+    if not os.path.isabs(base) and (path / base).is_dir():  # a base stored relative to the adapter
+        base = os.fspath(path / base)
+    base_judge = load_judge(base, device=device, dtype=dtype, cache=False, batch_size=batch_size, engine=engine,
+                            **hub_kwargs)
+    net = peft.PeftModel.from_pretrained(base_judge.model, os.fspath(path)).merge_and_unload()
+    net.to(device)
+    sidecar = read_sidecar(path)
+    if chat_format:
+        fmt = get_chat_format(chat_format)
+    else:
+        fmt = detect_chat_format(path, base_judge.tokenizer) if sidecar else base_judge.chat_format
+    return Judge(net, base_judge.processor, backend=base_judge.backend, chat_format=fmt,
+                 pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
+                 engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
+                 identity={**base_judge.identity, "model": os.fspath(path), "base": base,
+                           "protocol": sidecar.get("protocol", base_judge.identity.get("protocol"))})

@@ -1,106 +1,94 @@
 """The demo's image set, drawn at run time (no binary files ship): two pretend text-to-image models.
 
-``painter`` draws, for each prompt, as many shapes as the prompt's official ``Count`` elements name, in
-the colours its words mention, on a sky-and-ground scene; ``scribbler`` draws one grey blob on noise. Both
-name their images ``<prompt_id>.png`` after official EvalAlign prompts: six alignment prompts (elements
-from the official set) and four faithfulness prompts. Drawing is seeded by model and prompt id, so the
-files are byte-identical on every run and a rerun of the demo reuses its results files.
+Ten prompts about synthetic shape scenes (``evalalign_metric.training.scenes``, what the embedded judge
+was trained on), each with its EvalAlign elements. ``painter`` draws each prompt as written, with clean
+outlines; ``scribbler`` draws a scene that gets some of the prompt wrong (a colour, a count, a shape, the
+relation), with distorted, torn outlines. The prompts go to ``<root>/prompts.json`` (a prompts file for
+``evalalign score --prompts``) and the images to ``<root>/<model>/<prompt_id>.png``. Drawing is seeded,
+so the files are byte-identical on every run and a rerun of the demo reuses its results files.
 
 Example:
     >>> import tempfile
     >>> folders = write_demo_images(tempfile.mkdtemp())
     >>> sorted(folders), len(list(folders["painter"].glob("*.png")))
     (['painter', 'scribbler'], 10)
+    >>> demo_prompts()[0]["prompt"]
+    'three green squares above a blue circle'
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
-import re
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from evalalign_metric.official import alignment_prompts, faithfulness_prompts
+from evalalign_metric.training import scenes
 
-ALIGNMENT_IDS = ("914", "706", "779", "94", "574", "550")
-FAITHFULNESS_IDS = ("1852", "304", "3281", "1365")
 DEMO_MODELS = ("painter", "scribbler")
-SIZE = 96
+N_PROMPTS = 10
+PROMPTS_FILE = "prompts.json"
+_FIRST_SEED = 7_000_000  # far from the seeds the embedded judge was trained and checked on
 
-_COLOURS = {
-    "red": (200, 40, 40),
-    "green": (40, 160, 60),
-    "blue": (40, 80, 200),
-    "white": (245, 245, 245),
-    "black": (20, 20, 20),
-    "yellow": (240, 210, 40),
-    "purple": (130, 50, 170),
-    "gold": (212, 175, 55),
-    "brown": (120, 80, 40),
-    "orange": (240, 140, 30),
-    "pink": (240, 150, 190),
-    "grey": (128, 128, 128),
-}
-_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "some": 3}
+
+def _demo_scenes() -> list[scenes.Scene]:
+    out = []
+    for k in range(N_PROMPTS):
+        scene = scenes.random_scene(scenes.random_state(_FIRST_SEED + k), level=scenes.MAX_LEVEL)
+        out.append(scene)
+    return out
 
 
 def demo_prompts() -> list[dict]:
-    """The ten official prompts the demo draws: ``{prompt_id, prompt, result_info?}``."""
-    align = {e["prompt_id"]: e for e in alignment_prompts()}
-    faith = {e["prompt_id"]: e for e in faithfulness_prompts()}
-    return [align[i] for i in ALIGNMENT_IDS] + [faith[i] for i in FAITHFULNESS_IDS]
+    """The ten prompts the demo draws: ``{prompt_id, prompt, elements}``."""
+    entries = []
+    for k, scene in enumerate(_demo_scenes()):
+        prompt, elements = scenes.claims_prompt(scene.claims())
+        entries.append({"prompt_id": f"scene-{k:02d}", "prompt": prompt, "elements": elements})
+    return entries
 
 
-def _count(entry: dict) -> int:
-    counts = (entry.get("result_info") or {}).get("Count", "none")
-    total = 0
-    for part in counts.split(";"):
-        word = part.split(":")[-1].strip().lower()
-        total += _WORDS.get(word, int(word) if word.isdigit() else 0)
-    return max(1, min(total, 6))
+def _painter(scene: scenes.Scene, rng: random.Random) -> Image.Image:
+    return scenes.render(scene)
 
 
-def _palette(prompt: str) -> list[tuple[int, int, int]]:
-    words = re.findall(r"[a-z]+", prompt.lower())
-    found = [_COLOURS[w] for w in words if w in _COLOURS]
-    return found or [_COLOURS["red"], _COLOURS["blue"]]
-
-
-def _painter(entry: dict, rng: random.Random) -> Image.Image:
-    image = Image.new("RGB", (SIZE, SIZE), (150, 200, 240))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, SIZE * 2 // 3, SIZE, SIZE], fill=(110, 170, 90))
-    colours = _palette(entry["prompt"])
-    for i in range(_count(entry)):
-        x, y = rng.randint(4, SIZE - 34), rng.randint(8, SIZE - 34)
-        box = [x, y, x + rng.randint(16, 30), y + rng.randint(16, 30)]
-        shape = (draw.ellipse, draw.rectangle)[i % 2]
-        shape(box, fill=colours[i % len(colours)], outline=(0, 0, 0))
-    return image
-
-
-def _scribbler(entry: dict, rng: random.Random) -> Image.Image:
-    data = bytes(rng.randint(90, 160) for _ in range(SIZE * SIZE))
-    image = Image.frombytes("L", (SIZE, SIZE), data).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    x, y = rng.randint(10, 50), rng.randint(10, 50)
-    draw.ellipse([x, y, x + 36, y + 28], fill=(100, 100, 100))
-    return image
+def _scribbler(scene: scenes.Scene, rng: random.Random) -> Image.Image:
+    claims = scenes.perturb(scene, rng, p=0.7)
+    if claims == scene.claims():  # perturb may change nothing; the scribbler always gets something wrong
+        first = scene.groups[0]
+        other = next(c for c in scenes.COLOURS if c != first.colour)
+        claims = scenes.Claims((dataclasses.replace(first, colour=other), *scene.groups[1:]), scene.relation)
+    wrong = scenes.Scene(claims.groups, claims.relation, rng.choice((0, 1)), rng.randrange(2 ** 31), scene.size)
+    return scenes.render(wrong)
 
 
 def write_demo_images(root: str | os.PathLike) -> dict[str, Path]:
-    """Draw the demo set into ``root/<model>/<prompt_id>.png``; returns ``{model: folder}``."""
+    """Draw the demo set into ``root/<model>/<prompt_id>.png`` and write ``root/prompts.json``.
+
+    Returns ``{model: folder}``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    entries = demo_prompts()
+    _write_atomic(root / PROMPTS_FILE, (json.dumps(entries, indent=1) + "\n").encode())
     folders = {}
     for model, draw in zip(DEMO_MODELS, (_painter, _scribbler)):
-        folder = Path(root) / model
+        folder = root / model
         folder.mkdir(parents=True, exist_ok=True)
-        for entry in demo_prompts():
-            rng = random.Random(f"{model}/{entry['prompt_id']}")
+        for entry, scene in zip(entries, _demo_scenes()):
+            image = draw(scene, random.Random(f"{model}/{entry['prompt_id']}"))
             target = folder / f"{entry['prompt_id']}.png"
             tmp = target.with_name(target.name + ".tmp")
-            draw(entry, rng).save(tmp, format="PNG")
+            image.save(tmp, format="PNG")
             os.replace(tmp, target)
         folders[model] = folder
     return folders
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,10 +1,9 @@
 """LoRA adapters (peft): attach to a judge for training, and load a saved adapter folder as a judge.
 
 An adapter folder holds ``adapter_config.json`` (naming its base judge in ``base_model_name_or_path``),
-``adapter_model.safetensors``, the processor files and the ``evalalign_judge.json`` sidecar. Until
-:func:`evalalign_metric.judge.load_judge` reads adapter folders itself, :func:`load_trained_judge` does:
-it loads the base judge, applies the adapter and returns a :class:`~evalalign_metric.judge.Judge` to pass
-as ``EvalAlignScore(judge=...)``.
+``adapter_model.safetensors``, the processor files and the ``evalalign_judge.json`` sidecar.
+:func:`evalalign_metric.judge.load_judge` (so ``EvalAlignScore(model=folder)``) loads the base judge and
+merges the adapter into it in memory.
 
 Example:
     >>> import tempfile
@@ -61,22 +60,20 @@ def adapter_base(path) -> str:
 def load_trained_judge(path, *, device=None, dtype=None, base: str | None = None):
     """A judge from a training output: a native checkpoint folder, or an adapter folder on its base judge.
 
+    ``load_judge`` (and so ``EvalAlignScore(model=path)``) reads both; this function adds ``base``.
+
     Args:
         path: the folder ``evalalign train`` wrote.
         device, dtype: as for :func:`~evalalign_metric.judge.load_judge`.
         base: override the base judge an adapter names (e.g. after moving it).
     """
-    from evalalign_metric.judge import Judge, load_judge
-    from evalalign_metric.judge.chat import detect_chat_format, read_sidecar
+    import torch
 
-    if not is_adapter_folder(path):
-        return load_judge(path, device=device, dtype=dtype)
-    peft = require_extra("peft", "train", "Loading a LoRA adapter judge")
-    base_judge = load_judge(base or adapter_base(path), device=device, dtype=dtype, cache=False)
-    model = peft.PeftModel.from_pretrained(base_judge.model, os.fspath(path))
-    model.to(base_judge.device)
-    sidecar = read_sidecar(path)
-    chat_format = detect_chat_format(path, base_judge.tokenizer) if sidecar else base_judge.chat_format
-    return Judge(model, base_judge.processor, backend=base_judge.backend, chat_format=chat_format,
-                 pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
-                 identity={**base_judge.identity, "adapter": os.fspath(path)})
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.judge.loading import _load_adapter, default_device, parse_dtype
+
+    if base is None or not is_adapter_folder(path):
+        return load_judge(path, device=device, dtype=dtype, cache=False)
+    device = torch.device(device) if device is not None else default_device()
+    return _load_adapter(Path(os.fspath(path)), device=device, dtype=parse_dtype(dtype, device), chat_format=None,
+                         batch_size=8, engine="prefix", hub_kwargs={}, base=base)
