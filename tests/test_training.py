@@ -25,7 +25,7 @@ from evalalign_metric.training.augment import (
     sample_rng,
 )
 from evalalign_metric.training.config import config_from_dict
-from evalalign_metric.training.features import IGNORE, AnswerLoss, TargetEncoder, collate
+from evalalign_metric.training.features import IGNORE, AnswerLoss, TargetEncoder, collate, pack_by_image
 from evalalign_metric.training.readers import match_question, read_evalmuse, read_jsonl, read_llava, read_source
 from evalalign_metric.training.targets import Target, build_target, nearest_option
 
@@ -313,6 +313,40 @@ def test_shared_vision_loss_equals_model_forward(base_judge):
                                                   reduction="sum")
     assert int(n_shared) == int(n_row) == int((batch.labels != IGNORE).sum())
     assert torch.allclose(shared, reference, atol=1e-4) and torch.allclose(per_row, reference, atol=1e-4)
+
+
+def test_packed_questions_give_the_loss_and_gradients_of_one_row_per_question(base_judge):
+    """Packing an image's questions behind one shared prefix is an optimisation only."""
+    from evalalign_metric.judge import load_judge
+
+    judge = load_judge(base_judge, cache=False)
+    enc = TargetEncoder(judge)
+    imgs = [judge.prepare_image(Image.new("RGB", (16, 16), c)) for c in ((200, 0, 0), (0, 0, 200), (0, 150, 0))]
+    questions = [(0, "red square", "yes"), (1, "blue square", "no"), (0, "red circle", "no"), (0, "square", "yes"),
+                 (2, "green thing", "yes")]  # image 0 asked three times, the others once; rows interleaved
+    rows = []
+    for image, what, answer in questions:
+        ids, labels = enc.encode(Target(f"<image>\nDoes the image show a {what}? Answer yes or no.",
+                                        ("yes", "no"), answer, "a"))
+        rows.append((image, ids, labels))
+    batch = collate(imgs, rows, image_token_id=judge.image_token_id, pad_token_id=judge.pad_token_id)
+    results = []
+    for pack in (False, True):
+        judge.model.zero_grad()
+        module = AnswerLoss(judge.model, image_token_id=judge.image_token_id, pack=pack)
+        assert module.pack is pack
+        loss, n = module(batch)
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in judge.model.named_parameters() if p.grad is not None}
+        results.append((float(loss), int(n), grads))
+    (plain, n_plain, g_plain), (packed, n_packed, g_packed) = results
+    assert n_plain == n_packed == int((batch.labels != IGNORE).sum())
+    assert abs(plain - packed) < 1e-4 * max(1.0, abs(plain))
+    assert g_plain.keys() == g_packed.keys() and len(g_plain) > 10
+    for k in g_plain:
+        assert torch.allclose(g_plain[k], g_packed[k], atol=1e-5, rtol=1e-4), k
+    packed_tokens = int(pack_by_image(batch).valid.sum())
+    assert packed_tokens < int(batch.attention_mask.sum())  # fewer language-model tokens
 
 
 # ---------------------------------------------------------------- training runs

@@ -110,6 +110,8 @@ class TrainingConfig:
     log_every: int = 10
     resume: bool = True
     train_on_suffix: bool = True
+    # run the language model on each image's shared prefix once, its questions packed behind it (same loss)
+    pack_questions: bool = True
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
             "min_lr_ratio": "prob", "weight_decay": "num0", "warmup_steps": "int0", "max_grad_norm": "num+",
             "seed": "int0", "checkpoint_every": "int+", "keep_checkpoints": "int+", "eval_every": "int+",
             "eval_max_images": "int+", "log_every": "int+", "resume": "bool", "train_on_suffix": "bool",
-            "method": "str", "scheduler": "str", "precision": "str"}, lora=lora)
+            "pack_questions": "bool", "method": "str", "scheduler": "str", "precision": "str"}, lora=lora)
         for key, allowed in (("method", METHODS), ("scheduler", SCHEDULERS), ("precision", PRECISIONS)):
             if getattr(section, key) not in allowed:
                 raise InputError(f"{where}.{key} must be one of {list(allowed)}; got {getattr(section, key)!r}")

@@ -7,7 +7,10 @@ image token: only the answer tokens are learned.
 
 A batch holds a few images and all their questions; :class:`AnswerLoss` runs the vision tower once per
 image and reuses its features for every question about it (for LLaVA; other backbones fall back to one
-full forward per row, which gives the same loss).
+full forward per row, which gives the same loss). With ``pack=True`` it also runs the language model on
+each image's shared prefix (system text and image tokens) once: the image's questions follow it in one
+sequence, each seeing the prefix and itself only (:func:`pack_by_image`), which gives the same loss with
+several times fewer tokens when an image has several questions.
 
 Example:
     >>> import tempfile
@@ -118,14 +121,98 @@ def base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+@dataclass
+class Packed:
+    """One sequence per image: the shared prefix of its rows once, then each row's remainder.
+
+    ``targets[i, j]`` is the token position ``j`` predicts (``IGNORE`` where nothing is learned),
+    ``positions`` the position ids each token had in its own row, ``sees[i, j, k]`` whether ``j`` attends
+    to ``k``, ``valid`` which positions hold a token (the rest is padding).
+    """
+
+    input_ids: torch.Tensor
+    targets: torch.Tensor
+    positions: torch.Tensor
+    sees: torch.Tensor
+    valid: torch.Tensor
+
+
+def pack_by_image(batch: Batch, *, pad_token_id: int = 0) -> Packed:
+    """Pack ``batch`` per image (see :class:`Packed`); the loss over it equals the loss over the rows.
+
+    The prefix stops before the last prompt token of every row, so each position that predicts an answer
+    token belongs to one row only.
+
+    Example:
+        >>> ids = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 9, 8, 4]])
+        >>> labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 8, IGNORE], [IGNORE, IGNORE, IGNORE, 8, 4]])
+        >>> batch = Batch({}, ids, (ids > 0).long(), labels, torch.tensor([0, 0]), 2)
+        >>> packed = pack_by_image(batch)
+        >>> packed.input_ids.tolist(), packed.positions.tolist()
+        ([[5, 6, 7, 8, 9, 8, 4]], [[0, 1, 2, 3, 2, 3, 4]])
+        >>> packed.targets.tolist()
+        [[-100, -100, 8, -100, 8, 4, -100]]
+    """
+    sequences = []
+    for image in range(int(batch.row_image.max()) + 1 if batch.n_rows else 0):
+        rows = [r for r in range(batch.n_rows) if int(batch.row_image[r]) == image]
+        if not rows:
+            continue
+        lengths = [int(batch.attention_mask[r].sum()) for r in rows]
+        ids = [batch.input_ids[r, :n] for r, n in zip(rows, lengths)]
+        labels = [batch.labels[r, :n] for r, n in zip(rows, lengths)]
+        first_answer = min(int((lab != IGNORE).nonzero()[0]) if (lab != IGNORE).any() else len(lab) for lab in labels)
+        prefix = min(min(lengths), max(first_answer - 1, 0))
+        for other in ids[1:]:
+            same = (other[:prefix] == ids[0][:prefix]).long()
+            prefix = int(same.cumprod(0).sum())
+        # token ids, the target each position predicts, position ids, and which segment (0 = prefix)
+        parts = [(ids[0][:prefix], labels[0][1:prefix + 1], torch.arange(prefix), 0)]
+        for k, (row_ids, row_labels, n) in enumerate(zip(ids, labels, lengths)):
+            following = torch.cat([row_labels[prefix + 1:], torch.tensor([IGNORE])])
+            parts.append((row_ids[prefix:], following, torch.arange(prefix, n), k + 1))
+        sequences.append(parts)
+    longest = max(sum(len(p[0]) for p in parts) for parts in sequences)
+    n = len(sequences)
+    input_ids = torch.full((n, longest), pad_token_id, dtype=torch.long)
+    targets = torch.full((n, longest), IGNORE, dtype=torch.long)
+    positions = torch.zeros((n, longest), dtype=torch.long)
+    segment = torch.full((n, longest), -1, dtype=torch.long)
+    for i, parts in enumerate(sequences):
+        at = 0
+        for tokens, target, pos, seg in parts:
+            input_ids[i, at:at + len(tokens)] = tokens
+            targets[i, at:at + len(tokens)] = target
+            positions[i, at:at + len(tokens)] = pos
+            segment[i, at:at + len(tokens)] = seg
+            at += len(tokens)
+    index = torch.arange(longest)
+    causal = index[:, None] >= index[None, :]
+    key, query = segment[:, None, :], segment[:, :, None]
+    sees = causal & ((key == query) | ((key == 0) & (query > 0)))
+    sees |= torch.eye(longest, dtype=torch.bool)  # padding attends to itself only (no empty softmax rows)
+    return Packed(input_ids, targets, positions, sees, segment >= 0)
+
+
+def _image_features(inner, batch: Batch) -> torch.Tensor:
+    config = inner.config
+    features = inner.model.get_image_features(
+        pixel_values=batch.pixels["pixel_values"], vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+    ).pooler_output
+    return torch.stack(list(features))  # (images, tokens, dim)
+
+
 class AnswerLoss(nn.Module):
     """Summed cross-entropy over answer tokens, and their count (a module, so DDP wraps the whole forward).
 
     ``shared_vision`` runs the vision tower once per image (LLaVA); otherwise each row gets a full forward
-    with its image's pixels.
+    with its image's pixels. ``pack`` (with shared vision and an attention implementation that takes a
+    custom 4-D mask: sdpa, eager) also shares each image's prefix in the language model
+    (:func:`pack_by_image`).
     """
 
-    def __init__(self, model, *, image_token_id: int, shared_vision: bool | None = None):
+    def __init__(self, model, *, image_token_id: int, shared_vision: bool | None = None, pack: bool = False):
         super().__init__()
         self.model = model
         self.image_token_id = image_token_id
@@ -133,15 +220,32 @@ class AnswerLoss(nn.Module):
         if shared_vision is None:
             shared_vision = getattr(inner.config, "model_type", None) == "llava"
         self.shared_vision = shared_vision
+        self.pack = pack and shared_vision and _takes_4d_mask(inner)
+
+    def _packed_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        inner = base_model(self.model)
+        per_image = _image_features(inner, batch)
+        packed = pack_by_image(batch)
+        device = batch.input_ids.device
+        ids = packed.input_ids.to(device)
+        embeds = inner.get_input_embeddings()(ids)
+        is_image = ids == self.image_token_id
+        # an image's features once per occurrence of its image (the prefix holds it once for image-first rows)
+        copies = is_image.sum(1) // per_image.shape[1]
+        features = torch.cat([per_image[i].repeat(int(c), 1) for i, c in enumerate(copies)]).to(embeds.dtype)
+        embeds = embeds.masked_scatter(is_image.unsqueeze(-1).expand_as(embeds), features)
+        mask = torch.zeros(packed.sees.shape, dtype=embeds.dtype, device=device)
+        mask = mask.masked_fill(~packed.sees.to(device), torch.finfo(embeds.dtype).min)[:, None]
+        hidden = inner.model.language_model(inputs_embeds=embeds, attention_mask=mask,
+                                            position_ids=packed.positions.to(device)).last_hidden_state
+        targets = packed.targets.to(device)
+        keep = targets != IGNORE
+        logits = inner.lm_head(hidden[keep])
+        return nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum"), keep.sum()
 
     def _hidden_shared(self, batch: Batch) -> torch.Tensor:
         inner = base_model(self.model)
-        config = inner.config
-        features = inner.model.get_image_features(
-            pixel_values=batch.pixels["pixel_values"], vision_feature_layer=config.vision_feature_layer,
-            vision_feature_select_strategy=config.vision_feature_select_strategy,
-        ).pooler_output
-        per_image = torch.stack(list(features))  # (images, tokens, dim)
+        per_image = _image_features(inner, batch)
         embeds = inner.get_input_embeddings()(batch.input_ids)
         rows = per_image[batch.row_image].reshape(-1, per_image.shape[-1]).to(embeds.dtype)
         mask = (batch.input_ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
@@ -154,9 +258,19 @@ class AnswerLoss(nn.Module):
         return inner.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **pixels).last_hidden_state
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pack:
+            return self._packed_loss(batch)
         hidden = self._hidden_shared(batch) if self.shared_vision else self._hidden_per_row(batch)
         targets = batch.labels[:, 1:]
         keep = targets != IGNORE
         logits = base_model(self.model).lm_head(hidden[:, :-1][keep])
         loss = nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
         return loss, keep.sum()
+
+
+def _takes_4d_mask(model) -> bool:
+    from evalalign_metric.judge.prefix_engine import MASKABLE_ATTENTION
+
+    text = getattr(model.config, "text_config", model.config)
+    impl = getattr(text, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
+    return impl in MASKABLE_ATTENTION

@@ -318,7 +318,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: schedule_factor(training, s, total_steps))
-        loss_module = AnswerLoss(self.model, image_token_id=self.image_token_id)
+        loss_module = AnswerLoss(self.model, image_token_id=self.image_token_id, pack=training.pack_questions)
         wrapped, optimizer = acc.prepare(loss_module, optimizer)
         micro, step = 0, 0
         if resume_state is not None and resume_state.get("phase") == phase:
