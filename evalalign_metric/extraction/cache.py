@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping
@@ -33,6 +32,7 @@ from typing import Callable, Mapping
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.errors import ElementsParseError
 from evalalign_metric.extraction.result_info import validate_result_info
+from evalalign_metric.fileio import write_atomic
 
 CACHE_FORMAT_VERSION = 1
 
@@ -97,16 +97,7 @@ class ElementCache:
         merged = self._read(identity)
         merged.update(checked)
         payload = {"format_version": CACHE_FORMAT_VERSION, "extractor": identity, "entries": merged}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, ensure_ascii=False, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(payload, ensure_ascii=False, indent=1))
 
     def entries(self, identity: str) -> dict[str, dict[str, str]]:
         """Every cached prompt of ``identity``."""

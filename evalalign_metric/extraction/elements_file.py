@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.errors import ElementsParseError, ExtractionError
 from evalalign_metric.extraction.result_info import validate_result_info
+from evalalign_metric.fileio import read_json, write_atomic
 
 ENTRY_KEYS = frozenset({"prompt_id", "prompt", "result_info", "source", "question_info"})
 
@@ -40,10 +40,7 @@ def _describe(index: int, entry: Mapping[str, Any]) -> str:
 def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise InputError(f"{what} {str(path)!r} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
+    return read_json(path, what=what)
 
 
 def load_elements_file(path: str | os.PathLike) -> dict[str, dict[str, str]]:
@@ -98,15 +95,7 @@ def save_elements_file(path: str | os.PathLike, entries: Iterable[Mapping[str, A
         checked.append(out)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(checked, handle, ensure_ascii=False, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(checked, ensure_ascii=False, indent=2) + "\n")
 
 
 def _prompt_entry(item: Any, where: str) -> tuple[str | None, str]:

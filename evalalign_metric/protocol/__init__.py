@@ -22,7 +22,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from evalalign_metric.errors import ProtocolError, require_extra
+from evalalign_metric.errors import ProtocolError
+from evalalign_metric.fileio import read_data_file
 from evalalign_metric.protocol.schema import (
     AskedQuestion,
     Aspect,
@@ -62,18 +63,5 @@ def load_protocol(name_or_path: str | os.PathLike | Protocol) -> Protocol:
         )
     if not path.is_file():
         raise ProtocolError(f"protocol file {text!r} does not exist")
-    raw_text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        yaml = require_extra("yaml", "yaml", "Reading a YAML protocol")
-        try:
-            raw = yaml.safe_load(raw_text)
-        except yaml.YAMLError as exc:
-            raise ProtocolError(f"protocol file {text!r} is not valid YAML: {exc}") from exc
-    elif path.suffix.lower() == ".json":
-        try:
-            raw = json.loads(raw_text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"protocol file {text!r} is not valid JSON: {exc}") from exc
-    else:
-        raise ProtocolError(f"protocol file {text!r} must end in .json, .yaml or .yml")
+    raw = read_data_file(text, what="protocol file", error=ProtocolError)
     return protocol_from_dict(raw, where=path.name)

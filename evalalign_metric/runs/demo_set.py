@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import random
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from evalalign_metric.fileio import write_atomic
 from evalalign_metric.training import scenes
 
 DEMO_MODELS = ("painter", "scribbler")
@@ -73,22 +75,15 @@ def write_demo_images(root: str | os.PathLike) -> dict[str, Path]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries = demo_prompts()
-    _write_atomic(root / PROMPTS_FILE, (json.dumps(entries, indent=1) + "\n").encode())
+    write_atomic(root / PROMPTS_FILE, json.dumps(entries, indent=1) + "\n")
     folders = {}
     for model, draw in zip(DEMO_MODELS, (_painter, _scribbler)):
         folder = root / model
         folder.mkdir(parents=True, exist_ok=True)
         for entry, scene in zip(entries, _demo_scenes()):
             image = draw(scene, random.Random(f"{model}/{entry['prompt_id']}"))
-            target = folder / f"{entry['prompt_id']}.png"
-            tmp = target.with_name(target.name + ".tmp")
-            image.save(tmp, format="PNG")
-            os.replace(tmp, target)
+            png = io.BytesIO()
+            image.save(png, format="PNG")
+            write_atomic(folder / f"{entry['prompt_id']}.png", png.getvalue())
         folders[model] = folder
     return folders
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

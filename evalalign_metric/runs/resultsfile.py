@@ -29,15 +29,16 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from evalalign_metric.errors import InputError
+from evalalign_metric.fileio import fsync_dir, write_atomic
 
 FORMAT_VERSION = 1
 RECORD_KINDS = ("answer", "corrupt", "no_questions")
@@ -229,19 +230,6 @@ def read_results(path: str | os.PathLike) -> ResultsContent | None:
     return content
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class ResultsWriter:
     """Append images to a results file: the header goes first in a new file, ``truncate_to`` cuts a crashed
     file back to its intact part, every :meth:`write_image` is flushed and fsynced before it returns."""
@@ -253,7 +241,7 @@ class ResultsWriter:
         if new:
             self._handle.truncate(0)
             self._write((dumps(header) + "\n").encode("utf-8"))
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         elif truncate_to is not None:
             self._handle.truncate(truncate_to)
         self._handle.seek(0, os.SEEK_END)
@@ -294,17 +282,5 @@ def write_atomically(
     path: str | os.PathLike, header: Mapping[str, Any], images: Iterable[ImageRecord]
 ) -> None:
     """Replace ``path`` by header + images (their lines copied verbatim), atomically and durably."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write((dumps(header) + "\n").encode("utf-8"))
-            for image in images:
-                handle.write(("\n".join(image.text) + "\n").encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    lines = (("\n".join(image.text) + "\n") for image in images)
+    write_atomic(path, itertools.chain([dumps(header) + "\n"], lines))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from evalalign_metric.fileio import json_safe, write_atomic
 from evalalign_metric.functional import AspectTotals, aggregate, category_key
 from evalalign_metric.protocol import Protocol
 from evalalign_metric.runs.resultsfile import ImageRecord
@@ -66,16 +67,6 @@ def image_totals(images: Iterable[ImageRecord], scoring: str) -> RunTotals:
             if r.get("element"):
                 totals.add(category_key(r["aspect"], r["element"]), score)
     return totals
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def build_summary(
@@ -124,16 +115,12 @@ def build_summary(
         "results_without_image": [k for k in images if k not in present],
         "scored_images": [r.key for r in scored if r.kind != "corrupt"],
     }
-    return _json_safe(summary)
+    return json_safe(summary)
 
 
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
-    """Write the summary JSON (via a temporary file, so a reader never sees half of it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(summary, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
+    """Write the summary JSON atomically (a reader never sees half of it)."""
+    write_atomic(path, json.dumps(summary, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 @dataclass

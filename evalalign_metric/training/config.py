@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from evalalign_metric.errors import InputError, require_extra
+from evalalign_metric.errors import InputError
+from evalalign_metric.fileio import read_data_file
 from evalalign_metric.training.augment import AugmentConfig
 from evalalign_metric.training.build import BuildSpec
 from evalalign_metric.training.readers import FORMATS
@@ -340,23 +341,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read a ``.json`` or ``.yaml``/``.yml`` training configuration (YAML needs the ``yaml`` extra)."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read config {os.fspath(path)!r}: {exc.strerror or exc}") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        yaml = require_extra("yaml", "yaml", "Reading a YAML training config")
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"config {os.fspath(path)!r} is not valid YAML: {exc}") from None
-    elif path.suffix.lower() == ".json":
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config {os.fspath(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    else:
-        raise InputError(f"config {os.fspath(path)!r} must end in .json, .yaml or .yml")
+    raw = read_data_file(path, what="config")
     return config_from_dict(raw, base_dir=path.parent)
 
 
