@@ -27,9 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import numbers
 import sys
 import warnings
@@ -37,8 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from evalalign_metric.agreement import AgreementWarning, agreement_report
+from evalalign_metric.commands._args import add_command, add_format_option
 from evalalign_metric.errors import InputError
 from evalalign_metric.evalmuse import ground_truth, parse_records, read_json_or_jsonl
+from evalalign_metric.fileio import json_safe
 
 
 @dataclass(frozen=True)
@@ -142,27 +142,15 @@ def _models(ids) -> dict[str, str]:
     return models
 
 
-def _json_safe(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def register(subparsers) -> None:
     """Add the ``agree`` subcommand."""
-    parser = subparsers.add_parser(
-        "agree",
+    parser = add_command(
+        subparsers, "agree", doc=__doc__,
         help="agreement of predicted scores with human scores (SRCC, PLCC, NTIRE 2025 track-1, ...)",
-        description=__doc__.split("\n\nExample:")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pred", required=True, metavar="FILE", help="predicted scores")
     parser.add_argument("--truth", required=True, metavar="FILE", help="human scores")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_format_option(parser)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="element decision threshold applied to both sides (default 0.5)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
@@ -204,7 +192,7 @@ def run(args) -> int:
     n_elements = len(truth.elements) if use_elements else 0
     if args.format == "json":
         out = {"n_items": len(truth.overall), "n_elements": n_elements, **report.as_dict()}
-        print(json.dumps(_json_safe(out), indent=2, allow_nan=False))
+        print(json.dumps(json_safe(out), indent=2, allow_nan=False))
     else:
         print(f"{len(truth.overall)} items" + (f", {n_elements} elements" if use_elements else "")
               + (f", element threshold {args.threshold:g}" if use_elements else ""))

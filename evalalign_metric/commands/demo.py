@@ -20,32 +20,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from evalalign_metric.commands._args import add_command, add_device_option, add_progress_options
 from evalalign_metric.commands.score import DEMO_JUDGE_NOTE, quiet_transformers
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "demo",
+    parser = add_command(
+        subparsers, "demo", doc=__doc__,
         help="score a small bundled image set and write a report (offline; start here)",
-        description=__doc__.split("\n\nExample:")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--out-dir",
         default="evalalign_demo",
         help="where images, results and report go (default evalalign_demo)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if available)")
+    add_device_option(parser)
     parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar (default: only on a terminal)",
-    )
-    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    add_progress_options(parser)
     parser.set_defaults(func=run)
 
 

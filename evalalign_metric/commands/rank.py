@@ -19,9 +19,9 @@ import argparse
 import json
 import sys
 
+from evalalign_metric.commands._args import add_command, add_format_option, positive_int
 from evalalign_metric.commands.score import (
     DEMO_JUDGE_NOTE,
-    _positive_int,
     add_scoring_arguments,
     check_skipped,
     quiet_transformers,
@@ -41,11 +41,9 @@ def _confidence(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "rank",
+    parser = add_command(
+        subparsers, "rank", doc=__doc__,
         help="rank text-to-image models from their image folders; writes report.html and report.png",
-        description=__doc__.split("\n\nExample:")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "sources",
@@ -61,14 +59,12 @@ def register(subparsers) -> None:
     )
     add_scoring_arguments(parser)
     parser.add_argument(
-        "--n-resamples", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)"
+        "--n-resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)"
     )
     parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval level (default 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
-    parser.add_argument(
-        "--format", choices=["table", "json"], default="table", help="what to print (default table)"
-    )
+    add_format_option(parser)
     parser.set_defaults(func=run)
 
 

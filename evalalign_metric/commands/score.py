@@ -34,22 +34,19 @@ import json
 import os
 import sys
 
+from evalalign_metric.commands._args import (
+    add_command,
+    add_device_option,
+    add_format_option,
+    add_progress_options,
+    positive_int,
+)
 from evalalign_metric.errors import InputError
 
 DEMO_JUDGE_NOTE = (
     "note: no trained judge is installed, so scores come from an UNTRAINED DEMO JUDGE (random "
     "weights): they exercise the pipeline and mean nothing; pass --model with a trained judge"
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +70,10 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="judge checkpoint folder or reference (default: the installed default judge)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    add_device_option(parser)
     parser.add_argument("--dtype", default=None, help="auto (default), float32, float16 or bfloat16")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=8, help="judge rows per forward pass (default 8)"
+        "--batch-size", type=positive_int, default=8, help="judge rows per forward pass (default 8)"
     )
     parser.add_argument(
         "--scoring",
@@ -89,15 +86,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 0 even if some files were not scored (they are still listed in the summary)",
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar (default: only on a terminal)",
-    )
-    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    add_progress_options(parser)
 
 
 def score_kwargs(args: argparse.Namespace) -> dict:
@@ -148,11 +137,9 @@ def check_skipped(runs, allow: bool, command: str) -> None:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "score",
+    parser = add_command(
+        subparsers, "score", doc=__doc__,
         help="score a folder of generated images (resumable; torchrun/accelerate for several GPUs)",
-        description=__doc__.split("\n\nExample:")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of generated images")
     add_scoring_arguments(parser)
@@ -165,9 +152,7 @@ def register(subparsers) -> None:
             "it as <name>.summary.json"
         ),
     )
-    parser.add_argument(
-        "--format", choices=["table", "json"], default="table", help="what to print (default table)"
-    )
+    add_format_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,7 +56,14 @@ from evalalign_metric.runs.resultsfile import (
     read_results,
     write_atomically,
 )
-from evalalign_metric.runs.scan import FolderScan, ImageItem, natural_key, scan_folder
+from evalalign_metric.runs.scan import (
+    UNREADABLE_IMAGE_ERRORS,
+    FolderScan,
+    ImageItem,
+    bombs_as_errors,
+    natural_key,
+    scan_folder,
+)
 from evalalign_metric.runs.summary import RunSummary, build_summary, write_summary
 
 DEFAULT_OUT = Path("evalalign") / "results.jsonl"
@@ -148,18 +154,11 @@ def _load_image(item: ImageItem) -> tuple[str, Image.Image | None, str | None]:
         return "", None, f"cannot be read: {exc.strerror or exc}"
     sha = file_sha256(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with bombs_as_errors():
             image = Image.open(io.BytesIO(data))
             image.load()
         return sha, image.convert("RGB"), None
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         return sha, None, f"cannot be decoded ({type(exc).__name__}: {exc})"
 
 

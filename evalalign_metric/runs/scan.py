@@ -22,12 +22,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from PIL import Image
 
@@ -67,22 +68,32 @@ class FolderScan:
         return len(self.items) + len(self.non_image_files) + len(self.unreadable) + len(self.without_prompt)
 
 
+# What PIL raises for a file that is not a usable image (the bomb warning only inside bombs_as_errors()).
+UNREADABLE_IMAGE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombWarning,
+    Image.DecompressionBombError,
+)
+
+
+@contextlib.contextmanager
+def bombs_as_errors() -> Iterator[None]:
+    """Within: PIL's decompression-bomb warning is raised, so an oversized image counts as unreadable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def check_image_header(path: Path) -> str | None:
     """``None`` if PIL can parse the file's header, else a short reason (pixels are decoded when scored)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.size  # noqa: B018 - parsing the header is the check
+        with bombs_as_errors(), Image.open(path) as image:
+            image.size  # noqa: B018 - parsing the header is the check
     except PermissionError:
         return "permission denied"
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         return f"not a readable image ({type(exc).__name__}: {exc})"
     return None
 
