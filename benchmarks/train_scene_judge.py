@@ -53,9 +53,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
             scenes.render(scene).save(folder / name)
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts)
         rows.extend(scene_rows)
-        # stage 1 asks how many of each shape there are and how distorted they are; colour questions join
-        # later (asked together from the start, colour is learned first and shapes much later)
-        describe.extend(r for r in scenes.describe_annotations(scene, name) if not r["aspect"].startswith("colour_"))
+        describe.extend(scenes.describe_annotations(scene, name))
         items.append((scene, name, scene_rows))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

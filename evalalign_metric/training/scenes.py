@@ -290,6 +290,13 @@ def describe_protocol() -> dict:
                         "template": f"<image>\nWhat color are the {noun}?",
                         "options": [{"label": "none", "score": 0}]
                         + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]})
+    for a in SHAPES:
+        for b in SHAPES:
+            if a != b:
+                aspects.append({"name": f"where_{a}_{b}", "dimension": "describe",
+                                "template": f"<image>\nWhere are the {PLURAL[a]} relative to the {PLURAL[b]}?",
+                                "options": [{"label": "none", "score": 0}]
+                                + [{"label": r, "score": i + 1} for i, r in enumerate(RELATIONS)]})
     aspects.append({"name": "distortion", "dimension": "describe",
                     "template": "<image>\nHow distorted are the shapes, from 0 (badly) to 4 (not at all)?",
                     "options": [{"label": str(n), "score": n} for n in range(MAX_LEVEL + 1)]})
@@ -298,7 +305,14 @@ def describe_protocol() -> dict:
 
 
 def describe_annotations(scene: Scene, image: str) -> list[dict]:
-    """JSONL rows for :func:`describe_protocol`: every shape's count and colour, and the distortion."""
+    """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
+    is relative to each other kind ("none" unless both are drawn), and the distortion.
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left", 3, seed=0)
+        >>> {r["aspect"]: r["score"] for r in describe_annotations(scene, "0.png")}["where_square_circle"]
+        2
+    """
     present = {g.shape: g for g in scene.groups}
     rows = []
     for shape in SHAPES:
@@ -306,6 +320,17 @@ def describe_annotations(scene: Scene, image: str) -> list[dict]:
         rows.append({"image": image, "aspect": f"count_{shape}", "score": g.count if g else 0})
         rows.append({"image": image, "aspect": f"colour_{shape}",
                      "score": list(COLOURS).index(g.colour) + 1 if g else 0})
+    relations = list(RELATIONS)
+    where = {}
+    if scene.relation is not None and len(scene.groups) == 2:
+        first, second = scene.groups[0].shape, scene.groups[1].shape
+        where = {(first, second): scene.relation, (second, first): OPPOSITE[scene.relation]}
+    for a in SHAPES:
+        for b in SHAPES:
+            if a != b:
+                relation = where.get((a, b))
+                rows.append({"image": image, "aspect": f"where_{a}_{b}",
+                             "score": relations.index(relation) + 1 if relation else 0})
     rows.append({"image": image, "aspect": "distortion", "score": scene.level})
     return rows
 
