@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="/tmp/evalalign-easyvqa", help="work folder (data, checkpoints, judge)")
     parser.add_argument("--describe-steps", type=int, default=1000,
                         help="stage 1: optimizer steps on the colour/shape questions only (0: skip the stage)")
-    parser.add_argument("--steps", type=int, default=1200, help="stage 2: optimizer steps on judgments + questions")
+    parser.add_argument("--steps", type=int, default=3000, help="stage 2: optimizer steps on judgments + questions")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step in stage 1 (half in stage 2)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--vision", choices=("swin", "clip"), default="clip")
