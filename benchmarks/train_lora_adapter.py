@@ -5,8 +5,9 @@ The base judge (``evalalign_metric/assets/judge`` or ``--base``) was trained on 
 a saved module) learns the shipped ``"imatch"`` protocol on new synthetic scenes: the overall match on 15
 levels A..O (truth: 1 + 4 x the fraction of the prompt's claims that hold, binned) and a Yes/No question per
 prompt element with its category (``"red circle (color)"``). Only the adapter folder is saved; it is loaded
-with ``evalalign_metric.training.load_trained_judge`` (base judge + adapter) and scored through
-``EvalAlignScore(judge=..., protocol="imatch")`` and ``score_images`` on held-out scenes.
+by ``EvalAlignScore(model=<adapter folder>, protocol="imatch")`` (the base judge it names + the adapter,
+merged in memory), which scores the held-out scenes, and ``score_images`` reads the per-question answers
+from the same judge.
 
 Target: Spearman correlation of the overall score (QAlign expectation over the 15 levels) with the truth
 >= 0.8.
@@ -55,14 +56,16 @@ def write_split(folder: Path, seeds, prompts: int = 3):
     return path, pairs
 
 
-def score(judge, pairs, batch: int = 32) -> dict[str, float]:
+def score(model: str, pairs, batch: int = 32) -> dict[str, float]:
+    """Held-out agreement of the judge at ``model`` (a judge folder, or an adapter folder on its base)."""
     from PIL import Image
     from scipy import stats
 
     from evalalign_metric import EvalAlignScore
     from evalalign_metric.functional import score_images
 
-    metric = EvalAlignScore(judge=judge, protocol="imatch")
+    metric = EvalAlignScore(model=model, protocol="imatch")
+    judge = metric.judge
     overall_pred, overall_truth, elem_pred, elem_truth = [], [], [], []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
@@ -110,8 +113,6 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from evalalign_metric.judge import load_judge
-    from evalalign_metric.training import load_trained_judge
     from evalalign_metric.training.config import config_from_dict
     from evalalign_metric.training.trainer import Trainer
 
@@ -140,8 +141,8 @@ def main(argv=None) -> int:
     size = sum((adapter / n).stat().st_size for n in saved if n.startswith("adapter_model"))
     print(f"adapter folder: {saved}; adapter weights {size / 1e6:.2f} MB; "
           f"base judge named: {json.loads((adapter / 'adapter_config.json').read_text())['base_model_name_or_path']}")
-    before = score(load_judge(args.base, cache=False), held_pairs)
-    after = score(load_trained_judge(adapter), held_pairs)
+    before = score(args.base, held_pairs)
+    after = score(os.fspath(adapter), held_pairs)
     print(f"\nheld-out iMatch scenes ({after['n_pairs']} image-prompt pairs, {after['n_elements']} elements):")
     for name, r in (("before (base judge)", before), ("after (base + adapter)", after)):
         print(f"  {name:24s} overall SRCC {r['overall_srcc']:.3f} PLCC {r['overall_plcc']:.3f}  "

@@ -42,19 +42,20 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     for seed in seeds:
         rng = scenes.random_state(seed)
         scene = scenes.random_scene(rng, exclude=exclude)
-        if include is not None:  # held-out: force one unseen (shape, colour) pair into the scene
-            shape, colour = include[seed % len(include)]
+        if include is not None and seed % 2 == 0:  # held-out: every other scene gets a pair never trained on
+            shape, colour = include[seed // 2 % len(include)]
             first = scene.groups[0]
             others = [g for g in scene.groups[1:] if g.shape != shape]
             scene = scenes.Scene((scenes.Group(shape, colour, first.count), *others),
                                  scene.relation if others else None, scene.level, scene.seed)
+        unseen = any((g.shape, g.colour) in HELD_OUT_COMBINATIONS for g in scene.groups)
         name = f"{seed}.png"
         if not (folder / name).is_file():
             scenes.render(scene).save(folder / name)
-        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts)
+        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
         rows.extend(scene_rows)
         describe.extend(scenes.describe_annotations(scene, name))
-        items.append((scene, name, scene_rows))
+        items.append((scene, name, scene_rows, unseen))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
@@ -62,7 +63,8 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
 
 
 def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict[str, float]]:
-    """Per-aspect SRCC/PLCC/accuracy of the judge's expectation vs known truth, through score_images."""
+    """Per-aspect SRCC/PLCC/accuracy of the judge's expectation vs known truth, through score_images; also
+    the SRCC on the scenes holding a (shape, colour) pair never seen in training (``srcc_unseen``)."""
     from PIL import Image
     from scipy import stats
 
@@ -71,8 +73,8 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
     from evalalign_metric.training.targets import nearest_option
 
     protocol = load_protocol("evalalign")
-    pairs = []  # (image path, prompt, elements, {aspect key: truth})
-    for scene, name, rows in items:
+    pairs = []  # (image path, prompt, elements, {aspect key: truth}, unseen combination in the image)
+    for scene, name, rows, unseen in items:
         by_prompt: dict[str, dict] = {}
         for r in rows:
             if "prompt" in r:
@@ -82,27 +84,36 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
             truth = dict(entry["truth"])
             if k == 0:  # faithfulness once per image
                 truth.update({f"faithfulness/{r['aspect']}": r["score"] for r in rows if "prompt" not in r})
-            pairs.append((folder / name, prompt, entry["elements"], truth))
+            pairs.append((folder / name, prompt, entry["elements"], truth, unseen))
     predicted: dict[str, list] = {}
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        images = [Image.open(p).convert("RGB") for p, _, _, _ in chunk]
+        images = [Image.open(p[0]).convert("RGB") for p in chunk]
         results = score_images(judge, protocol, images, [c[1] for c in chunk], [c[2] for c in chunk])
-        for (_, _, _, truth), result in zip(chunk, results):
+        for (_, _, _, truth, unseen), result in zip(chunk, results):
             for q in result.questions:
                 if q.aspect in truth:
                     aspect = protocol.aspect(q.aspect)
                     label = q.labels[int(np.argmax(q.probs))]
                     predicted.setdefault(q.aspect, []).append(
-                        (q.expectation, truth[q.aspect], label == nearest_option(aspect, truth[q.aspect])))
+                        (q.expectation, truth[q.aspect], label == nearest_option(aspect, truth[q.aspect]), unseen))
+
+    def srcc(values) -> float | None:
+        xs = [v[0] for v in values if v[1] is not None and not np.isnan(v[0])]
+        ts = [v[1] for v in values if v[1] is not None and not np.isnan(v[0])]
+        return float(stats.spearmanr(xs, ts)[0]) if len(set(ts)) > 1 and len(set(xs)) > 1 else None
+
     out = {}
     for aspect, values in sorted(predicted.items()):
-        xs = [x for x, t, _ in values if t is not None and not np.isnan(x)]
-        ts = [t for x, t, _ in values if t is not None and not np.isnan(x)]
-        entry = {"n": len(values), "accuracy": float(np.mean([ok for _, _, ok in values]))}
-        if len(set(ts)) > 1 and len(set(xs)) > 1:
-            entry["srcc"] = float(stats.spearmanr(xs, ts)[0])
-            entry["plcc"] = float(stats.pearsonr(xs, ts)[0])
+        entry = {"n": len(values), "accuracy": float(np.mean([v[2] for v in values]))}
+        if srcc(values) is not None:
+            entry["srcc"] = srcc(values)
+            applicable = [v for v in values if v[1] is not None and not np.isnan(v[0])]
+            entry["plcc"] = float(stats.pearsonr([v[0] for v in applicable], [v[1] for v in applicable])[0])
+            unseen = [v for v in values if v[3]]
+            entry["n_unseen"] = len(unseen)
+            if srcc(unseen) is not None:
+                entry["srcc_unseen"] = srcc(unseen)
         out[aspect] = entry
     return out
 
@@ -158,9 +169,10 @@ def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec:
                               "see README.md")
     sidecar["heldout_agreement"] = heldout
     (staging / "evalalign_judge.json").write_text(json.dumps(sidecar, indent=1) + "\n")
-    table = "\n".join(f"| `{k}` | {v.get('srcc', float('nan')):.3f} | {v['accuracy']:.3f} | {v['n']} |"
-                      for k, v in heldout.items())
-    table = "| aspect | SRCC | arg-max accuracy | n |\n|---|---|---|---|\n" + table
+    table = "\n".join(f"| `{k}` | {v.get('srcc', float('nan')):.3f} | {v.get('srcc_unseen', float('nan')):.3f} | "
+                      f"{v['accuracy']:.3f} | {v['n']} |" for k, v in heldout.items())
+    table = ("| aspect | SRCC | SRCC, scenes with an unseen shape/colour pair | arg-max accuracy | n |\n"
+             "|---|---|---|---|---|\n" + table)
     (staging / "README.md").write_text(README.format(params=params / 1e6, text_layers=spec["text_layers"],
                                                      vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]],
                                                      n_train=n_train, table=table))
@@ -183,11 +195,13 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-hidden", type=int, default=128)
     parser.add_argument("--vision-layers", type=int, default=3)
     parser.add_argument("--vision-heads", type=int, default=4)
+    parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="delete earlier checkpoints (default: resume)")
     parser.add_argument("--install", action="store_true", help="copy the judge to evalalign_metric/assets/judge")
+    parser.add_argument("--install-dir", default=None, help="with --install: copy it here instead")
     args = parser.parse_args(argv)
 
     import torch
@@ -212,7 +226,7 @@ def main(argv=None) -> int:
             "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
             "vision_heads": args.vision_heads, "window_size": 4, "text_hidden": args.text_hidden,
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
-            "compact_tokens": True}
+            "compact_tokens": True, "keep_cls": args.keep_cls}
     (work / "describe_protocol.json").write_text(json.dumps(scenes.describe_protocol(), indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
     # teach the new judge to see; stage 2: EvalAlign's questions, which compare the image with a prompt.
@@ -249,10 +263,12 @@ def main(argv=None) -> int:
     before = score_heldout(load_judge(work / stages[0][0] / "base", cache=False), held_items, work / "heldout")
     after = score_heldout(load_judge(judge_dir, cache=False), held_items, work / "heldout")
     print(f"\nheld-out scenes ({args.heldout_images} images, unseen shape/colour pairs included):")
-    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'acc after':>9s} {'n':>5s}")
+    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'acc after':>9s} "
+          f"{'n':>5s}")
     for aspect in after:
         print(f"  {aspect:24s} {before.get(aspect, {}).get('srcc', float('nan')):11.3f} "
-              f"{after[aspect].get('srcc', float('nan')):10.3f} {after[aspect]['accuracy']:9.3f} {after[aspect]['n']:5d}")
+              f"{after[aspect].get('srcc', float('nan')):10.3f} {after[aspect].get('srcc_unseen', float('nan')):12.3f} "
+              f"{after[aspect]['accuracy']:9.3f} {after[aspect]['n']:5d}")
     scored = {k: v for k, v in after.items() if "srcc" in v}
     ok = all(v["srcc"] >= 0.8 for v in scored.values())
     print(f"target (every aspect SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; trained {steps} steps in "
@@ -260,7 +276,7 @@ def main(argv=None) -> int:
     (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": steps,
                                                   "train_seconds": train_seconds}, indent=1))
     if args.install:
-        target = Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge"
+        target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
         install(judge_dir, target, heldout={k: v for k, v in after.items()}, n_train=args.train_images,
                 spec=spec)
         print(f"installed: {target}")

@@ -587,3 +587,26 @@ def test_scene_rendering_is_deterministic_and_rows_are_readable(tmp_path):
     assert report.kept == len(rows) and {a.aspect for a in anns} >= {"alignment/Object", "faithfulness/object",
                                                                      "faithfulness/body"}
     assert [a.score for a in anns if a.aspect == "faithfulness/body"] == [None]
+
+
+def test_perturbed_claims_never_name_an_excluded_pair_but_still_vary():
+    held_out = (("circle", "red"), ("square", "blue"), ("triangle", "green"))
+    named, changed = set(), 0
+    for seed in range(300):
+        scene = scenes.random_scene(scenes.random_state(seed), exclude=held_out)
+        claims = scenes.perturb(scene, random.Random(seed), p=0.8, exclude=held_out)
+        named |= {(g.shape, g.colour) for g in claims.groups}
+        changed += claims != scene.claims()
+    assert not named & set(held_out)
+    assert len(named) == 3 * len(scenes.COLOURS) - len(held_out)  # every other pair still appears
+    assert changed > 250
+
+
+def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
+    scene = scenes.Scene((scenes.Group("triangle", "red", 1), scenes.Group("circle", "blue", 2)), "above", 4, seed=0)
+    rows = {r["aspect"]: r["score"] for r in scenes.describe_annotations(scene, "x.png")}
+    options = {a["name"]: [o["label"] for o in a["options"]] for a in scenes.describe_protocol()["aspects"]}
+    answer = {k: options[k][int(v)] for k, v in rows.items()}
+    assert answer["where_triangle_circle"] == "above" and answer["where_circle_triangle"] == "below"
+    assert {answer[k] for k in answer if k.startswith("where_") and "square" in k} == {"none"}
+    assert answer["count_circle"] == "2" and answer["colour_circle"] == "blue" and answer["count_square"] == "0"

@@ -138,7 +138,7 @@ def _distort(points, severity: int, rng: random.Random, r: float):
     for x, y in points:
         theta = math.atan2(y - cy, x - cx)
         wave = sum(c * math.sin(k * theta + phase) for k, c, phase in waves) / len(waves)
-        f = 1.0 + 0.11 * severity * wave + rng.uniform(-0.035, 0.035) * severity
+        f = 1.0 + 0.07 * severity * wave + rng.uniform(-0.025, 0.025) * severity
         out.append((cx + (x - cx) * f, cy + (y - cy) * f))
     return out
 
@@ -252,18 +252,22 @@ def imatch_elements(scene: Scene, claims: Claims) -> dict[str, int]:
     return out
 
 
-def perturb(scene: Scene, rng: random.Random, p: float = 0.5) -> Claims:
+def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
+            exclude: Sequence[tuple[str, str]] = ()) -> Claims:
     """Claims derived from the scene's own, each part changed with probability ``p``: a colour, a count,
-    a shape swapped for an absent one, the relation reversed, a group dropped."""
+    a shape swapped for an absent one, the relation reversed, a group dropped. ``exclude`` lists (shape,
+    colour) pairs a claim never names (combinations held out of training stay out of its prompts too)."""
     groups = list(scene.groups)
     for i, g in enumerate(groups):
         if rng.random() < p:
-            g = dataclasses.replace(g, colour=rng.choice([c for c in COLOURS if c != g.colour]))
+            colours = [c for c in COLOURS if c != g.colour and (g.shape, c) not in exclude]
+            if colours:
+                g = dataclasses.replace(g, colour=rng.choice(colours))
         if rng.random() < p:
             g = dataclasses.replace(g, count=rng.choice([c for c in COUNT_WORDS if c != g.count]))
         if rng.random() < p * 0.6:
             used = {x.shape for x in groups}
-            free = [s for s in SHAPES if s not in used]
+            free = [s for s in SHAPES if s not in used and (s, g.colour) not in exclude]
             if free:
                 g = dataclasses.replace(g, shape=rng.choice(free))
         groups[i] = g
@@ -336,12 +340,12 @@ def describe_annotations(scene: Scene, image: str) -> list[dict]:
 
 
 def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3,
-                      faithfulness: bool = True) -> list[dict]:
+                      faithfulness: bool = True, exclude: Sequence[tuple[str, str]] = ()) -> list[dict]:
     """JSONL rows (:func:`evalalign_metric.training.readers.read_jsonl`) for one image: the true prompt and
     ``prompts - 1`` perturbed ones, each with its alignment aspects, plus the faithfulness questions."""
     rows = []
     for k in range(prompts):
-        claims = scene.claims() if k == 0 else perturb(scene, rng)
+        claims = scene.claims() if k == 0 else perturb(scene, rng, exclude=exclude)
         prompt, elements = claims_prompt(claims)
         for aspect, score in alignment_truth(scene, claims).items():
             rows.append({"image": image, "prompt": prompt, "aspect": aspect, "score": score, "elements": elements})
