@@ -131,11 +131,12 @@ def test_bad_inputs_name_the_argument(judge_dir, cache_dir, tiny_judge_path):
 
 
 def test_default_judge_warns_when_untrained(tmp_path, monkeypatch, cache_dir):
-    from evalalign_metric.runs.defaults import default_judge
+    from evalalign_metric.runs import defaults
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    if default_judge().trained:
-        pytest.skip("this installation ships a trained default judge")
+    # as in a source tree without the embedded judge: the default is then the untrained demo judge
+    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda: tmp_path / "no-embedded-judge")
+    assert not defaults.default_judge().trained
     module = evaluate.load(str(MODULE_DIR), cache_dir=cache_dir)
     with pytest.warns(UserWarning, match="untrained demo judge"):
         out = module.compute(predictions=[Image.new("RGB", (40, 40), "red")], references=["a cat"])
