@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-HELD_OUT_COMBINATIONS = (("triangle", "purple"), ("circle", "yellow"), ("square", "green"))
+from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINATIONS
 
 
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3) -> tuple[Path, list]:

@@ -13,7 +13,7 @@ Example:
     >>> sorted(folders), len(list(folders["painter"].glob("*.png")))
     (['painter', 'scribbler'], 10)
     >>> demo_prompts()[0]["prompt"]
-    'three green squares above a blue circle'
+    'a blue square on the right of a blue circle'
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ _FIRST_SEED = 7_000_000  # far from the seeds the embedded judge was trained and
 def _demo_scenes() -> list[scenes.Scene]:
     out = []
     for k in range(N_PROMPTS):
-        scene = scenes.random_scene(scenes.random_state(_FIRST_SEED + k), level=scenes.MAX_LEVEL)
+        scene = scenes.random_scene(scenes.random_state(_FIRST_SEED + k), level=scenes.MAX_LEVEL,
+                                    exclude=scenes.HELD_OUT_PAIRS)
         out.append(scene)
     return out
 
@@ -58,10 +59,10 @@ def _painter(scene: scenes.Scene, rng: random.Random) -> Image.Image:
 
 
 def _scribbler(scene: scenes.Scene, rng: random.Random) -> Image.Image:
-    claims = scenes.perturb(scene, rng, p=0.7)
+    claims = scenes.perturb(scene, rng, p=0.7, exclude=scenes.HELD_OUT_PAIRS)
     if claims == scene.claims():  # perturb may change nothing; the scribbler always gets something wrong
         first = scene.groups[0]
-        other = next(c for c in scenes.COLOURS if c != first.colour)
+        other = next(c for c in scenes.COLOURS if c != first.colour and (first.shape, c) not in scenes.HELD_OUT_PAIRS)
         claims = scenes.Claims((dataclasses.replace(first, colour=other), *scene.groups[1:]), scene.relation)
     wrong = scenes.Scene(claims.groups, claims.relation, rng.choice((0, 1)), rng.randrange(2 ** 31), scene.size)
     return scenes.render(wrong)

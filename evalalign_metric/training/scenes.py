@@ -38,6 +38,11 @@ COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
 RELATIONS = {"left": "on the left of", "right": "on the right of", "above": "above", "below": "below"}
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 MAX_LEVEL = 4  # distortion: 4 clean .. 0 worst
+MAX_SHAPES = 3  # per scene: few enough that each shape is drawn large (about a third of the image across)
+RADIUS = (0.12, 0.155)  # shape radius, as a fraction of the image size
+# (shape, colour) pairs the embedded judge never saw in training (benchmarks/train_scene_judge.py), to check
+# that it generalises to new combinations of what it knows
+HELD_OUT_PAIRS = (("triangle", "purple"), ("circle", "yellow"), ("square", "green"))
 ALIGNMENT_ASPECTS = ("Object", "Count", "Color", "Spatial")
 NOT_APPLICABLE_ASPECTS = ("body", "Hand", "face")
 FAITHFULNESS_ASPECTS = ("object", "common")
@@ -81,7 +86,7 @@ class Scene:
 
 def random_scene(rng: random.Random, *, size: int = 64, level: int | None = None,
                  exclude: Sequence[tuple[str, str]] = ()) -> Scene:
-    """A random scene: one or two groups of different shapes (at most 4 shapes in all); ``exclude`` lists
+    """A random scene: one or two groups of different shapes (at most ``MAX_SHAPES`` in all); ``exclude`` lists
     (shape, colour) pairs never drawn (to hold combinations out of training)."""
     n_groups = rng.choice((1, 2, 2))
     shapes = rng.sample(SHAPES, n_groups)
@@ -89,7 +94,7 @@ def random_scene(rng: random.Random, *, size: int = 64, level: int | None = None
     for shape in shapes:
         colour = rng.choice([c for c in COLOURS if (shape, c) not in exclude])
         groups.append(Group(shape, colour, 1))
-    budget = 4
+    budget = MAX_SHAPES
     for i, g in enumerate(groups):
         others = len(groups) - i - 1
         count = rng.randint(1, min(3, budget - others))
@@ -156,7 +161,7 @@ def render(scene: Scene) -> Image.Image:
         x0, y0, x1, y1 = _region(scene.relation, gi == 0, size)
         for _ in range(group.count):
             for _attempt in range(200):
-                r = rng.uniform(size * 0.085, size * 0.12)
+                r = rng.uniform(size * RADIUS[0], size * RADIUS[1])
                 pad = r * 1.4
                 if x1 - x0 <= 2 * pad or y1 - y0 <= 2 * pad:
                     continue
