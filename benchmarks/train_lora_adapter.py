@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default=os.fspath(root / "evalalign_metric" / "assets" / "judge"))
     parser.add_argument("--work", default="/tmp/evalalign-lora")
-    parser.add_argument("--train-images", type=int, default=1500)
+    parser.add_argument("--train-images", type=int, default=6000)
     parser.add_argument("--heldout-images", type=int, default=200)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)

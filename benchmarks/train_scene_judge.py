@@ -183,7 +183,7 @@ def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/evalalign-scenes")
-    parser.add_argument("--train-images", type=int, default=3000)
+    parser.add_argument("--train-images", type=int, default=30000)
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=1000, help="stage 1 steps (0: skip)")
     parser.add_argument("--steps", type=int, default=2000, help="stage 2 steps")
