@@ -149,7 +149,9 @@ ASSET_FILES = ("config.json", "model.safetensors", "generation_config.json", "pr
                "chat_template.jinja", "chat_template.json", "evalalign_judge.json", "protocol.json")
 
 
-def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec: dict) -> None:
+def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -> dict:
+    """Copy the judge to ``target`` with fp16 weights (half the file; the loader upcasts on CPU), score the
+    copy on the held-out scenes (``score(folder)``), and write its README and sidecar with those figures."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -161,9 +163,9 @@ def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec:
             shutil.copy2(judge_dir / name, staging / name)
     weights = load_file(os.fspath(staging / "model.safetensors"))
     params = sum(t.numel() for t in weights.values())
-    # fp16 halves the file; the loader upcasts to fp32 on CPU
     save_file({k: v.to(torch.float16) for k, v in weights.items()}, os.fspath(staging / "model.safetensors"),
               metadata={"format": "pt"})
+    heldout = score(staging)
     sidecar = json.loads((staging / "evalalign_judge.json").read_text())
     sidecar["description"] = ("Default judge for synthetic shape scenes (training/scenes.py), NOT for photographs; "
                               "see README.md")
@@ -173,11 +175,21 @@ def install(judge_dir: Path, target: Path, *, heldout: dict, n_train: int, spec:
                       f"{v['accuracy']:.3f} | {v['n']} |" for k, v in heldout.items())
     table = ("| aspect | SRCC | SRCC, scenes with an unseen shape/colour pair | arg-max accuracy | n |\n"
              "|---|---|---|---|---|\n" + table)
-    (staging / "README.md").write_text(README.format(params=params / 1e6, text_layers=spec["text_layers"],
-                                                     vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]],
-                                                     n_train=n_train, table=table))
+    (staging / "README.md").write_text(README.format(
+        params=params / 1e6, text_layers=spec["text_layers"],
+        vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
+    return heldout
+
+
+def print_table(before: dict, after: dict) -> None:
+    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'acc after':>9s} "
+          f"{'n':>5s}")
+    for aspect in after:
+        print(f"  {aspect:24s} {before.get(aspect, {}).get('srcc', float('nan')):11.3f} "
+              f"{after[aspect].get('srcc', float('nan')):10.3f} {after[aspect].get('srcc_unseen', float('nan')):12.3f} "
+              f"{after[aspect]['accuracy']:9.3f} {after[aspect]['n']:5d}")
 
 
 def main(argv=None) -> int:
@@ -202,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete earlier checkpoints (default: resume)")
     parser.add_argument("--install", action="store_true", help="copy the judge to evalalign_metric/assets/judge")
     parser.add_argument("--install-dir", default=None, help="with --install: copy it here instead")
+    parser.add_argument("--install-from", default=None,
+                        help="skip training: install this already trained judge folder (scored on the held-out set)")
     args = parser.parse_args(argv)
 
     import torch
@@ -221,6 +235,18 @@ def main(argv=None) -> int:
                                         include=HELD_OUT_COMBINATIONS)
     print(f"scenes: {args.train_images} train images -> {sum(1 for _ in open(train_file))} annotations; "
           f"{args.heldout_images} held-out images ({time.time() - t0:.0f} s)")
+    if args.install_from:
+        judge_dir = Path(args.install_from)
+        spec = json.loads((judge_dir / "evalalign_judge.json").read_text()).get("built_from", {})
+        if not spec:  # a judge trained from a base: the sizes are in the first stage's sidecar
+            spec = json.loads((judge_dir.parent / "describe" / "evalalign_judge.json").read_text())["built_from"]
+        target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
+        installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
+                            score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
+                                                               work / "heldout"))
+        print(f"installed: {target} (fp16 weights); its held-out agreement:")
+        print_table({}, installed)
+        return 0 if all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v) else 1
     vocabulary = 3 * ([a.template for a in load_protocol("imatch").aspects] + [e["prompt"] for e in alignment_prompts()])
     spec = {"image_size": 64, "vision": args.vision, "patch_size": args.patch_size,
             "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
@@ -263,12 +289,7 @@ def main(argv=None) -> int:
     before = score_heldout(load_judge(work / stages[0][0] / "base", cache=False), held_items, work / "heldout")
     after = score_heldout(load_judge(judge_dir, cache=False), held_items, work / "heldout")
     print(f"\nheld-out scenes ({args.heldout_images} images, unseen shape/colour pairs included):")
-    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'acc after':>9s} "
-          f"{'n':>5s}")
-    for aspect in after:
-        print(f"  {aspect:24s} {before.get(aspect, {}).get('srcc', float('nan')):11.3f} "
-              f"{after[aspect].get('srcc', float('nan')):10.3f} {after[aspect].get('srcc_unseen', float('nan')):12.3f} "
-              f"{after[aspect]['accuracy']:9.3f} {after[aspect]['n']:5d}")
+    print_table(before, after)
     scored = {k: v for k, v in after.items() if "srcc" in v}
     ok = all(v["srcc"] >= 0.8 for v in scored.values())
     print(f"target (every aspect SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; trained {steps} steps in "
@@ -277,9 +298,12 @@ def main(argv=None) -> int:
                                                   "train_seconds": train_seconds}, indent=1))
     if args.install:
         target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
-        install(judge_dir, target, heldout={k: v for k, v in after.items()}, n_train=args.train_images,
-                spec=spec)
-        print(f"installed: {target}")
+        installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
+                            score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
+                                                               work / "heldout"))
+        print(f"installed: {target} (fp16 weights); its held-out agreement:")
+        print_table(before, installed)
+        ok = all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v)
     return 0 if ok else 1
 
 
