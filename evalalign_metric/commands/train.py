@@ -19,20 +19,18 @@ import argparse
 import dataclasses
 import sys
 
+from evalalign_metric.commands._args import add_command, add_progress_options
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train or fine-tune a judge on annotations (LoRA or full; resumable)",
-        description=__doc__.split("\n\nExample:")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(subparsers, "train", help="train or fine-tune a judge on annotations (LoRA or full; resumable)",
+                         doc=__doc__)
     parser.add_argument("--config", required=True, help="training configuration (.json, .yaml or .yml)")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")
     parser.add_argument("--no-resume", dest="resume", action="store_false", default=True,
                         help="start over even if the output folder holds checkpoints")
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show the progress bar (default: only on a terminal)")
-    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    add_progress_options(parser)
     parser.set_defaults(func=run)
 
 
