@@ -8,6 +8,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance
@@ -610,3 +611,14 @@ def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
     assert answer["where_triangle_circle"] == "above" and answer["where_circle_triangle"] == "below"
     assert {answer[k] for k in answer if k.startswith("where_") and "square" in k} == {"none"}
     assert answer["count_circle"] == "2" and answer["colour_circle"] == "blue" and answer["count_square"] == "0"
+
+
+def test_clean_scenes_draw_every_shape_apart():
+    """Counting questions need separate shapes: in a clean scene, one connected blob per shape."""
+    from scipy import ndimage
+
+    for seed in range(60):
+        scene = dataclasses.replace(scenes.random_scene(scenes.random_state(seed)), level=scenes.MAX_LEVEL)
+        pixels = np.asarray(scenes.render(scene)).astype(int)
+        drawn = np.abs(pixels - pixels[0, 0]).sum(-1) > 30
+        assert ndimage.label(drawn)[1] == sum(g.count for g in scene.groups), seed

@@ -143,7 +143,7 @@ def _distort(points, severity: int, rng: random.Random, r: float):
     for x, y in points:
         theta = math.atan2(y - cy, x - cx)
         wave = sum(c * math.sin(k * theta + phase) for k, c, phase in waves) / len(waves)
-        f = 1.0 + 0.07 * severity * wave + rng.uniform(-0.025, 0.025) * severity
+        f = 1.0 + 0.035 * severity * wave + rng.uniform(-0.012, 0.012) * severity
         out.append((cx + (x - cx) * f, cy + (y - cy) * f))
     return out
 
@@ -160,8 +160,8 @@ def render(scene: Scene) -> Image.Image:
     for gi, group in enumerate(scene.groups):
         x0, y0, x1, y1 = _region(scene.relation, gi == 0, size)
         for _ in range(group.count):
-            for _attempt in range(200):
-                r = rng.uniform(size * RADIUS[0], size * RADIUS[1])
+            for attempt in range(200):  # shapes shrink a little after each failed try: they never overlap
+                r = rng.uniform(size * RADIUS[0], size * RADIUS[1]) * 0.996 ** attempt
                 pad = r * 1.4
                 if x1 - x0 <= 2 * pad or y1 - y0 <= 2 * pad:
                     continue
@@ -171,7 +171,7 @@ def render(scene: Scene) -> Image.Image:
             placed.append((cx, cy, r))
             points = _distort(_outline(group.shape, cx, cy, r), severity, rng, r)
             draw.polygon(points, fill=COLOURS[group.colour])
-            for _ in range(max(0, severity - 2)):  # torn: a background-coloured crack through the shape
+            for _ in range(max(0, severity - 1)):  # torn: a background-coloured crack through the shape
                 angle = rng.uniform(0, math.pi)
                 dx, dy = math.cos(angle) * r * 1.4, math.sin(angle) * r * 1.4
                 off = rng.uniform(-0.3, 0.3) * r
