@@ -14,7 +14,7 @@ With ``--install`` the trained judge is copied to ``evalalign_metric/assets/judg
 sidecar, protocol, a README saying what it is for: synthetic scenes, not photographs).
 
 Example:
-    nice python benchmarks/train_scene_judge.py --work /tmp/scenes --steps 2000 --install
+    nice python benchmarks/train_scene_judge.py --work /tmp/scenes --threads 1 --install
 """
 
 from __future__ import annotations
@@ -197,15 +197,15 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="/tmp/evalalign-scenes")
     parser.add_argument("--train-images", type=int, default=30000)
     parser.add_argument("--heldout-images", type=int, default=300)
-    parser.add_argument("--describe-steps", type=int, default=1000, help="stage 1 steps (0: skip)")
-    parser.add_argument("--steps", type=int, default=2000, help="stage 2 steps")
+    parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
+    parser.add_argument("--steps", type=int, default=2500, help="stage 2 steps")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--vision", choices=("swin", "clip"), default="clip")
-    parser.add_argument("--patch-size", type=int, default=8)
-    parser.add_argument("--vision-hidden", type=int, default=128)
-    parser.add_argument("--vision-layers", type=int, default=3)
+    parser.add_argument("--vision", choices=("swin", "clip"), default="swin")
+    parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument("--vision-hidden", type=int, default=64)
+    parser.add_argument("--vision-layers", type=int, default=2)
     parser.add_argument("--vision-heads", type=int, default=4)
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
