@@ -56,6 +56,69 @@ def write_split(folder: Path, seeds, prompts: int = 3):
     return path, pairs
 
 
+def easyvqa_levels_protocol() -> dict:
+    """The easy-vqa judge's own question, answered on a scheme it never saw: no / partly / yes."""
+    sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
+    from train_synthetic_judge import PROTOCOL
+
+    match = dict(PROTOCOL["aspects"][0])
+    match["options"] = [{"label": "no", "score": 0}, {"label": "partly", "score": 1}, {"label": "yes", "score": 2}]
+    match["description"] = "image matches the prompt: no (colour and shape wrong), partly (one wrong), yes"
+    return {"name": "easyvqa-match-levels", "version": "1", "default_scoring": "expectation",
+            "description": "easy-vqa judgments on a three-level scheme", "aspects": [match]}
+
+
+def write_split_easyvqa(folder: Path, items, offset: int):
+    """easy-vqa rows on the three-level scheme: per image its true description (2) and two wrong ones
+    (colour wrong or shape wrong: 1; both: 0)."""
+    sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
+    from train_synthetic_judge import COLOURS, SHAPES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, pairs = [], []
+    colours = list(COLOURS)
+    for k, (image, shape, colour) in enumerate(items):
+        rng = random.Random(offset + k)
+        kinds = [(True, True)] + rng.sample([(False, True), (True, False), (False, False)], 2)
+        for colour_ok, shape_ok in kinds:
+            said_colour = colour if colour_ok else rng.choice([c for c in colours if c != colour])
+            said_shape = shape if shape_ok else rng.choice([s for s in SHAPES if s != shape])
+            prompt = f"a {said_colour} {said_shape}"
+            truth = int(colour_ok) + int(shape_ok)
+            rows.append({"image": image, "prompt": prompt, "aspect": "Match", "score": truth})
+            pairs.append((Path(image), prompt, truth))
+    path = folder / "annotations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, pairs
+
+
+def score_levels(model: str, protocol: str, pairs, batch: int = 64) -> dict[str, float]:
+    """SRCC of the expectation with the three-level truth, arg-max accuracy, and EvalAlignScore's mean."""
+    from PIL import Image
+    from scipy import stats
+
+    from evalalign_metric import EvalAlignScore
+    from evalalign_metric.functional import score_images
+
+    metric = EvalAlignScore(model=model, protocol=protocol, scoring="expectation")
+    predicted, truth, correct = [], [], []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start:start + batch]
+        images = [Image.open(p).convert("RGB") for p, _, _ in chunk]
+        prompts = [c[1] for c in chunk]
+        metric.update(images, prompts)
+        for (_, _, t), result in zip(chunk, score_images(metric.judge, metric.protocol, images, prompts)):
+            q = result.questions[0]
+            predicted.append(q.expectation)
+            truth.append(t)
+            correct.append(q.argmax == t)
+    out = metric.compute()
+    srcc = stats.spearmanr(predicted, truth)[0] if np.ptp(predicted) > 0 else float("nan")
+    return {"overall_srcc": float(srcc), "accuracy": float(np.mean(correct)),
+            "metric_match": float(out["alignment/Match"]), "mean_outside_mass": float(out["mean_outside_mass"]),
+            "n_pairs": len(predicted)}
+
+
 def score(model: str, pairs, batch: int = 32) -> dict[str, float]:
     """Held-out agreement of the judge at ``model`` (a judge folder, or an adapter folder on its base)."""
     from PIL import Image
@@ -96,6 +159,9 @@ def score(model: str, pairs, batch: int = 32) -> dict[str, float]:
 def main(argv=None) -> int:
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("scenes", "easyvqa"), default="scenes",
+                        help="scenes (base: the embedded scene judge) or easy-vqa images (base: the judge "
+                             "benchmarks/train_synthetic_judge.py trains; pass its folder as --base)")
     parser.add_argument("--base", default=os.fspath(root / "evalalign_metric" / "assets" / "judge"))
     parser.add_argument("--work", default="/tmp/evalalign-lora")
     parser.add_argument("--train-images", type=int, default=6000)
@@ -118,11 +184,23 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     t0 = time.time()
-    train_file, _ = write_split(work / "train", range(2 * 10 ** 6, 2 * 10 ** 6 + args.train_images))
-    held_file, held_pairs = write_split(work / "heldout", range(3 * 10 ** 6, 3 * 10 ** 6 + args.heldout_images))
-    print(f"iMatch scenes: {args.train_images} train images, {args.heldout_images} held-out images")
+    if args.data == "scenes":
+        train_file, _ = write_split(work / "train", range(2 * 10 ** 6, 2 * 10 ** 6 + args.train_images))
+        held_file, held_pairs = write_split(work / "heldout", range(3 * 10 ** 6, 3 * 10 ** 6 + args.heldout_images))
+    else:  # easy-vqa: train on its train split, check on its TEST split
+        sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
+        from train_synthetic_judge import truth
+
+        train_items, _ = truth("train")
+        test_items, _ = truth("test")
+        train_file, _ = write_split_easyvqa(work / "train", train_items[:args.train_images], 0)
+        held_file, held_pairs = write_split_easyvqa(work / "heldout", test_items[:args.heldout_images], 10 ** 6)
+        (work / "protocol.json").write_text(json.dumps(easyvqa_levels_protocol(), indent=1))
+    protocol = "imatch" if args.data == "scenes" else os.fspath(work / "protocol.json")
+    n_train = sum(1 for _ in open(train_file))
+    print(f"iMatch data ({args.data}): {n_train} training rows; {len(held_pairs)} held-out image-prompt pairs")
     config = {
-        "output_dir": os.fspath(work / "adapter"), "protocol": "imatch", "model": {"base": args.base},
+        "output_dir": os.fspath(work / "adapter"), "protocol": protocol, "model": {"base": args.base},
         "data": {"train": [{"format": "jsonl", "path": os.fspath(train_file)}],
                  "eval": [{"format": "jsonl", "path": os.fspath(held_file)}],
                  "questions_per_image": args.questions_per_image},
@@ -141,15 +219,24 @@ def main(argv=None) -> int:
     size = sum((adapter / n).stat().st_size for n in saved if n.startswith("adapter_model"))
     print(f"adapter folder: {saved}; adapter weights {size / 1e6:.2f} MB; "
           f"base judge named: {json.loads((adapter / 'adapter_config.json').read_text())['base_model_name_or_path']}")
-    before = score(args.base, held_pairs)
-    after = score(os.fspath(adapter), held_pairs)
-    print(f"\nheld-out iMatch scenes ({after['n_pairs']} image-prompt pairs, {after['n_elements']} elements):")
-    for name, r in (("before (base judge)", before), ("after (base + adapter)", after)):
-        print(f"  {name:24s} overall SRCC {r['overall_srcc']:.3f} PLCC {r['overall_plcc']:.3f}  "
-              f"element accuracy {r['element_accuracy']:.3f}  EvalAlignScore imatch/overall {r['metric_overall']:.2f} "
-              f"element/match {r['metric_element']:.2f}  outside mass {r['mean_outside_mass']:.3f}")
+    if args.data == "easyvqa":
+        before = score_levels(args.base, protocol, held_pairs)
+        after = score_levels(os.fspath(adapter), protocol, held_pairs)
+        print(f"\nheld-out easy-vqa TEST pairs on the three-level scheme ({after['n_pairs']} image-prompt pairs):")
+        for name, r in (("before (base judge)", before), ("after (base + adapter)", after)):
+            print(f"  {name:24s} SRCC {r['overall_srcc']:.3f}  arg-max accuracy {r['accuracy']:.3f}  "
+                  f"EvalAlignScore alignment/Match {r['metric_match']:.2f}  outside mass {r['mean_outside_mass']:.3f}")
+    else:
+        before = score(args.base, held_pairs)
+        after = score(os.fspath(adapter), held_pairs)
+        print(f"\nheld-out iMatch scenes ({after['n_pairs']} image-prompt pairs, {after['n_elements']} elements):")
+        for name, r in (("before (base judge)", before), ("after (base + adapter)", after)):
+            print(f"  {name:24s} overall SRCC {r['overall_srcc']:.3f} PLCC {r['overall_plcc']:.3f}  "
+                  f"element accuracy {r['element_accuracy']:.3f}  EvalAlignScore imatch/overall "
+                  f"{r['metric_overall']:.2f} element/match {r['metric_element']:.2f}  "
+                  f"outside mass {r['mean_outside_mass']:.3f}")
     ok = after["overall_srcc"] >= 0.8
-    print(f"target (overall SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; train {result.seconds:.0f} s, "
+    print(f"target (SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; train {result.seconds:.0f} s, "
           f"total {time.time() - t0:.0f} s")
     (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": result.steps}, indent=1))
     return 0 if ok else 1

@@ -121,8 +121,8 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
 README = """# Embedded default judge: synthetic shape scenes (NOT photographs)
 
 This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower, a {text_layers}-layer Llama language
-model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo`, `evalalign score`
-and `EvalAlignScore()` work offline on a fresh machine. It was trained from scratch by
+model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo` and `evalalign score`
+(without `--model`) work offline on a fresh machine. It was trained from scratch by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on
 {n_train} synthetic 64x64 scenes drawn by `evalalign_metric.training.scenes`: one or two groups of circles,
 squares and triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions.
@@ -138,6 +138,9 @@ Held-out agreement with the known truth (new seeds, including shape/colour pairs
 Spearman correlation of the QAlign expectation per aspect:
 
 {table}
+
+Do not trust an aspect whose SRCC is below 0.8. Reproduce: `python benchmarks/train_scene_judge.py
+--install` (about 30 minutes on two CPU cores).
 
 It knows nothing about real images: on photographs or real text-to-image outputs its scores are
 meaningless. For real evaluation use the official EvalAlign judges (`evalalign convert`) or train your own
