@@ -622,3 +622,18 @@ def test_clean_scenes_draw_every_shape_apart():
         pixels = np.asarray(scenes.render(scene)).astype(int)
         drawn = np.abs(pixels - pixels[0, 0]).sum(-1) > 30
         assert ndimage.label(drawn)[1] == sum(g.count for g in scene.groups), seed
+
+
+def test_adapter_folders_without_a_base_or_weights_are_refused_by_name(tmp_path):
+    from evalalign_metric.errors import JudgeLoadError
+    from evalalign_metric.judge import load_judge
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(JudgeLoadError, match="does not name its base judge"):
+        load_judge(tmp_path, cache=False)
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "x"')
+    with pytest.raises(JudgeLoadError, match="adapter config .*adapter_config.json"):
+        load_judge(tmp_path, cache=False)
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "somewhere"}')
+    with pytest.raises(JudgeLoadError, match="no adapter_model.safetensors"):
+        load_judge(tmp_path, cache=False)

@@ -3,8 +3,8 @@
 A reference is a local folder holding a native transformers checkpoint (``config.json`` with a registered
 ``model_type``, safetensors weights, processor files, optional ``evalalign_judge.json``), or a LoRA adapter
 folder (peft ``adapter_config.json`` naming its base judge; merged into the base in memory, needs the
-``train`` extra). Hub repo ids are resolved to such a folder first (see the seam below). Weights load with ``use_safetensors=True`` and
-``trust_remote_code=False``: nothing from a checkpoint is executed.
+``train`` extra). Hub repo ids are resolved to such a folder first (see the seam below). Weights load with
+``use_safetensors=True`` and ``trust_remote_code=False``: nothing from a checkpoint is executed.
 
 Example:
     >>> import tempfile
@@ -154,13 +154,11 @@ def clear_judge_cache() -> None:
 def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None) -> Judge:
     """Base judge + LoRA adapter at ``path``, merged in memory (the judge then runs at the base model's speed)."""
     from evalalign_metric.errors import require_extra
+    from evalalign_metric.fileio import read_json
 
     peft = require_extra("peft", "train", "Loading a LoRA adapter judge")
     config_file = path / "adapter_config.json"
-    try:
-        base = base or json.loads(config_file.read_text()).get("base_model_name_or_path")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise JudgeLoadError(f"{config_file} is not a readable adapter config: {exc}") from None
+    base = base or read_json(config_file, what="adapter config", error=JudgeLoadError).get("base_model_name_or_path")
     if not base:
         raise JudgeLoadError(f"{config_file} does not name its base judge (base_model_name_or_path)")
     if not (path / "adapter_model.safetensors").is_file():
