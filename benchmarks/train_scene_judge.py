@@ -224,12 +224,12 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from curriculum import run_stages
+
     from evalalign_metric.judge import load_judge
     from evalalign_metric.official import alignment_prompts
     from evalalign_metric.training import scenes
     from evalalign_metric.protocol import load_protocol
-    from evalalign_metric.training.config import config_from_dict
-    from evalalign_metric.training.trainer import Trainer
 
     work = Path(args.work)
     t0 = time.time()
@@ -267,28 +267,21 @@ def main(argv=None) -> int:
                        args.batch_size * 2, args.lr, None))
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image))
-    results, base = [], None
-    for name, protocol, data, steps, batch, lr, per_image in stages:
-        model = {"base": base} if base else {"build": spec, "vocabulary": vocabulary, "protocols": ["evalalign"]}
-        config = {
-            "output_dir": os.fspath(work / name), "protocol": protocol, "model": model,
-            "data": {"train": [{"format": "jsonl", "path": os.fspath(work / "train" / data)}],
-                     "eval": [{"format": "jsonl", "path": os.fspath(work / "heldout" / data)}],
-                     "questions_per_image": per_image},
-            "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
-                         "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05, "checkpoint_every": 200,
-                         "eval_every": 500, "eval_max_images": 60, "log_every": 50, "seed": 0,
-                         "resume": not args.fresh},
-            "augment": {"lighting": True, "lighting_strength": 0.1},
-        }
-        (work / f"config-{name}.json").write_text(json.dumps(config, indent=1))
-        result = Trainer(config_from_dict(config), progress=sys.stderr.isatty()).run()
-        print(f"--- stage {name}\n{result.summary()}")
-        results.append(result)
-        base = os.fspath(work / name)
+    configs = [(name, {
+        "protocol": protocol,
+        "data": {"train": [{"format": "jsonl", "path": os.fspath(work / "train" / data)}],
+                 "eval": [{"format": "jsonl", "path": os.fspath(work / "heldout" / data)}],
+                 "questions_per_image": per_image},
+        "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
+                     "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05, "checkpoint_every": 200,
+                     "eval_every": 500, "eval_max_images": 60, "log_every": 50, "seed": 0,
+                     "resume": not args.fresh},
+        "augment": {"lighting": True, "lighting_strength": 0.1},
+    }) for name, protocol, data, steps, batch, lr, per_image in stages]
+    results, judge_dir = run_stages(work, configs, first_model={"build": spec, "vocabulary": vocabulary,
+                                                                "protocols": ["evalalign"]})
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)
-    judge_dir = Path(base)
     before = score_heldout(load_judge(work / stages[0][0] / "base", cache=False), held_items, work / "heldout")
     after = score_heldout(load_judge(judge_dir, cache=False), held_items, work / "heldout")
     print(f"\nheld-out scenes ({args.heldout_images} images, unseen shape/colour pairs included):")

@@ -143,8 +143,6 @@ def roc_auc(labels, scores) -> float:
 
 def score_test(judge, protocol_path: str, items, batch: int = 64) -> dict[str, float]:
     """Accuracy and ROC-AUC on the test pairs with the metric's scoring, and EvalAlignScore means."""
-    import torch
-
     from evalalign_metric import EvalAlignScore
     from evalalign_metric.functional import score_images
     from evalalign_metric.protocol import load_protocol
@@ -195,10 +193,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from curriculum import run_stages
+
     from evalalign_metric.judge import load_judge
     from evalalign_metric.training import load_trained_judge
-    from evalalign_metric.training.config import config_from_dict
-    from evalalign_metric.training.trainer import Trainer
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -229,24 +227,18 @@ def main(argv=None) -> int:
                        args.lr, {}))
     stages.append(("judge", "train.jsonl", "heldout.jsonl", args.steps, max(1, args.batch_size // 2), args.lr * 0.6,
                    {"lighting": True, "lighting_strength": 0.1}))
-    results, base = [], None
-    for name, data, heldout, steps, batch, lr, augment in stages:
-        config = {
-            "output_dir": os.fspath(work / name), "protocol": os.fspath(work / "protocol.json"),
-            "model": {"base": base} if base else {"build": build},
-            "data": {"train": [{"format": "jsonl", "path": os.fspath(work / data)}],
-                     "eval": [{"format": "jsonl", "path": os.fspath(work / heldout)}]},
-            "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
-                         "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05,
-                         "checkpoint_every": 200, "eval_every": 400, "log_every": 50, "seed": 0,
-                         "resume": not args.fresh},
-            "augment": augment,
-        }
-        (work / f"config-{name}.json").write_text(json.dumps(config, indent=1))
-        result = Trainer(config_from_dict(config), progress=sys.stderr.isatty()).run()
-        print(f"--- stage {name}\n{result.summary()}")
-        results.append(result)
-        base = os.fspath(work / name)
+    configs = [(name, {
+        "protocol": os.fspath(work / "protocol.json"),
+        "data": {"train": [{"format": "jsonl", "path": os.fspath(work / data)}],
+                 "eval": [{"format": "jsonl", "path": os.fspath(work / heldout)}]},
+        "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
+                     "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05,
+                     "checkpoint_every": 200, "eval_every": 400, "log_every": 50, "seed": 0,
+                     "resume": not args.fresh},
+        "augment": augment,
+    }) for name, data, heldout, steps, batch, lr, augment in stages]
+    results, judge_dir = run_stages(work, configs, first_model={"build": build})
+    base = os.fspath(judge_dir)
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)
     first = work / stages[0][0] / "base"

@@ -105,7 +105,9 @@ def load_judge(
     if cache and named_engine and key in _CACHE:
         return _CACHE[key]
     path = resolve_reference(model, **hub_kwargs)
-    if (path / "adapter_config.json").is_file():
+    from evalalign_metric.hub.adapter import is_adapter_dir
+
+    if is_adapter_dir(path):
         judge = _load_adapter(path, device=device, dtype=torch_dtype, chat_format=chat_format, batch_size=batch_size,
                               engine=engine, hub_kwargs=hub_kwargs)
         if cache and named_engine:

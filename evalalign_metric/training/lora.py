@@ -19,14 +19,10 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from evalalign_metric.errors import JudgeLoadError, require_extra
-
-ADAPTER_CONFIG = "adapter_config.json"
-
 
 def apply_lora(model, config):
     """Wrap ``model`` with LoRA layers on ``config.target_modules`` (a regex or a list of module names)."""
@@ -41,22 +37,6 @@ def apply_lora(model, config):
                              f"judge: {exc}") from None
 
 
-def is_adapter_folder(path) -> bool:
-    return (Path(os.fspath(path)) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_base(path) -> str:
-    """The base judge an adapter folder names."""
-    config_file = Path(os.fspath(path)) / ADAPTER_CONFIG
-    try:
-        base = json.loads(config_file.read_text()).get("base_model_name_or_path")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise JudgeLoadError(f"{config_file} is not a readable adapter config: {exc}") from None
-    if not base:
-        raise JudgeLoadError(f"{config_file} does not name its base judge (base_model_name_or_path)")
-    return base
-
-
 def load_trained_judge(path, *, device=None, dtype=None, base: str | None = None):
     """A judge from a training output: a native checkpoint folder, or an adapter folder on its base judge.
 
@@ -69,10 +49,11 @@ def load_trained_judge(path, *, device=None, dtype=None, base: str | None = None
     """
     import torch
 
+    from evalalign_metric.hub.adapter import is_adapter_dir
     from evalalign_metric.judge import load_judge
     from evalalign_metric.judge.loading import _load_adapter, default_device, parse_dtype
 
-    if base is None or not is_adapter_folder(path):
+    if base is None or not is_adapter_dir(path):
         return load_judge(path, device=device, dtype=dtype, cache=False)
     device = torch.device(device) if device is not None else default_device()
     return _load_adapter(Path(os.fspath(path)), device=device, dtype=parse_dtype(dtype, device), chat_format=None,
