@@ -33,8 +33,10 @@ import numpy as np
 from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINATIONS
 
 
-def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3) -> tuple[Path, list]:
-    """Render scenes and write their JSONL annotations; returns the file and (scene, image, claims) items."""
+def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3,
+                recoloured=()) -> tuple[Path, list]:
+    """Render scenes and write their JSONL annotations; returns the file and (scene, image, claims) items.
+    ``recoloured`` seeds add scenes painted off the palette (``scenes.recolour``) to the describe questions only."""
     from evalalign_metric.training import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,15 +58,36 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
         rows.extend(scene_rows)
         describe.extend(scenes.describe_annotations(scene, name))
         items.append((scene, name, scene_rows, unseen))
+    for seed in recoloured:
+        rng = scenes.random_state(seed)
+        scene = scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude)
+        name = f"r{seed}.png"
+        if not (folder / name).is_file():
+            scenes.render(scene).save(folder / name)
+        describe.extend(scenes.describe_annotations(scene, name))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
     return path, items
 
 
+def balanced(values: list, seed: int = 0) -> list:
+    """The same number of items at every truth level (the smallest level's count), drawn with a fixed seed:
+    with most items at one level, even a perfect judge's SRCC is capped far below 1 by the ties (80% at one
+    level caps it near 0.7), so the held-out figures are computed on level-balanced items."""
+    by_level: dict = {}
+    for v in values:
+        by_level.setdefault(v[1], []).append(v)
+    k = min(len(group) for group in by_level.values())
+    rng = random.Random(seed)
+    return [v for level in sorted(by_level) for v in rng.sample(by_level[level], k)]
+
+
 def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict[str, float]]:
-    """Per-aspect SRCC/PLCC/accuracy of the judge's expectation vs known truth, through score_images; also
-    the SRCC on the scenes holding a (shape, colour) pair never seen in training (``srcc_unseen``)."""
+    """Per-aspect SRCC/PLCC/accuracy of the judge's expectation vs known truth, through score_images, on
+    items balanced across truth levels (:func:`balanced`); ``srcc_unseen`` on the scenes holding a (shape,
+    colour) pair never seen in training; ``auc`` (ROC-AUC) where the truth has two levels (Spatial: one
+    relation per prompt), whose SRCC cannot exceed 0.87 even for a perfect judge."""
     from PIL import Image
     from scipy import stats
 
@@ -99,18 +122,23 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
                         (q.expectation, truth[q.aspect], label == nearest_option(aspect, truth[q.aspect]), unseen))
 
     def srcc(values) -> float | None:
-        xs = [v[0] for v in values if v[1] is not None and not np.isnan(v[0])]
-        ts = [v[1] for v in values if v[1] is not None and not np.isnan(v[0])]
+        xs, ts = [v[0] for v in values], [v[1] for v in values]
         return float(stats.spearmanr(xs, ts)[0]) if len(set(ts)) > 1 and len(set(xs)) > 1 else None
 
     out = {}
     for aspect, values in sorted(predicted.items()):
         entry = {"n": len(values), "accuracy": float(np.mean([v[2] for v in values]))}
-        if srcc(values) is not None:
-            entry["srcc"] = srcc(values)
-            applicable = [v for v in values if v[1] is not None and not np.isnan(v[0])]
-            entry["plcc"] = float(stats.pearsonr([v[0] for v in applicable], [v[1] for v in applicable])[0])
-            unseen = [v for v in values if v[3]]
+        applicable = [v for v in values if v[1] is not None and not np.isnan(v[0])]
+        if len({v[1] for v in applicable}) > 1:
+            chosen = balanced(applicable)
+            entry.update(n=len(chosen), levels=len({v[1] for v in chosen}), srcc=srcc(chosen),
+                         plcc=float(stats.pearsonr([v[0] for v in chosen], [v[1] for v in chosen])[0]),
+                         accuracy=float(np.mean([v[2] for v in chosen])))
+            if entry["levels"] == 2:
+                top = max(v[1] for v in chosen)  # ROC-AUC = Mann-Whitney U / (n1 n0)
+                high, low = [v[0] for v in chosen if v[1] == top], [v[0] for v in chosen if v[1] != top]
+                entry["auc"] = float(stats.mannwhitneyu(high, low).statistic / (len(high) * len(low)))
+            unseen = [v for v in chosen if v[3]]
             entry["n_unseen"] = len(unseen)
             if srcc(unseen) is not None:
                 entry["srcc_unseen"] = srcc(unseen)
@@ -187,11 +215,12 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
 
 
 def print_table(before: dict, after: dict) -> None:
-    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'acc after':>9s} "
-          f"{'n':>5s}")
+    nan = float("nan")
+    print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'AUC after':>9s} "
+          f"{'acc after':>9s} {'n':>5s}")
     for aspect in after:
-        print(f"  {aspect:24s} {before.get(aspect, {}).get('srcc', float('nan')):11.3f} "
-              f"{after[aspect].get('srcc', float('nan')):10.3f} {after[aspect].get('srcc_unseen', float('nan')):12.3f} "
+        print(f"  {aspect:24s} {before.get(aspect, {}).get('srcc', nan):11.3f} {after[aspect].get('srcc', nan):10.3f} "
+              f"{after[aspect].get('srcc_unseen', nan):12.3f} {after[aspect].get('auc', nan):9.3f} "
               f"{after[aspect]['accuracy']:9.3f} {after[aspect]['n']:5d}")
 
 
@@ -199,6 +228,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/evalalign-scenes")
     parser.add_argument("--train-images", type=int, default=30000)
+    parser.add_argument("--recoloured-images", type=int, default=15000,
+                        help="extra stage-1 scenes painted off the palette: shapes apart from colours")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
     parser.add_argument("--steps", type=int, default=2500, help="stage 2 steps")
@@ -233,7 +264,8 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     t0 = time.time()
-    train_file, _ = write_split(work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS)
+    train_file, _ = write_split(work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
+                                recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images))
     held_file, held_items = write_split(work / "heldout", range(10 ** 6, 10 ** 6 + args.heldout_images),
                                         include=HELD_OUT_COMBINATIONS)
     print(f"scenes: {args.train_images} train images -> {sum(1 for _ in open(train_file))} annotations; "
@@ -255,7 +287,8 @@ def main(argv=None) -> int:
             "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
             "vision_heads": args.vision_heads, "window_size": 4, "text_hidden": args.text_hidden,
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
-            "compact_tokens": True, "keep_cls": args.keep_cls}
+            "compact_tokens": True, "keep_cls": args.keep_cls,
+            "absolute_positions": True}
     (work / "describe_protocol.json").write_text(json.dumps(scenes.describe_protocol(), indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
     # teach the new judge to see; stage 2: EvalAlign's questions, which compare the image with a prompt.

@@ -611,6 +611,51 @@ def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
     assert answer["where_triangle_circle"] == "above" and answer["where_circle_triangle"] == "below"
     assert {answer[k] for k in answer if k.startswith("where_") and "square" in k} == {"none"}
     assert answer["count_circle"] == "2" and answer["colour_circle"] == "blue" and answer["count_square"] == "0"
+    assert answer["shape_red"] == "triangle" and answer["shape_blue"] == "circle" and answer["shape_green"] == "none"
+    assert (answer["shape_above"], answer["shape_below"], answer["shape_left"]) == ("triangle", "circle", "none")
+    same = scenes.Scene((scenes.Group("triangle", "red", 1), scenes.Group("circle", "red", 1)), "left", 4, seed=0)
+    asked = {r["aspect"] for r in scenes.describe_annotations(same, "x.png")}
+    assert "shape_red" not in asked and "shape_blue" in asked  # two red groups: no single answer
+
+
+def test_recoloured_scenes_keep_clear_of_held_out_colours_and_ask_no_colour():
+    held_out = scenes.HELD_OUT_PAIRS
+    for seed in range(200):
+        rng = scenes.random_state(seed)
+        scene = scenes.recolour(scenes.random_scene(rng, exclude=held_out), rng, exclude=held_out)
+        for g in scene.groups:
+            rgb = tuple(int(g.colour[i:i + 2], 16) for i in (1, 3, 5))
+            assert g.colour not in scenes.COLOURS and min(rgb) < 150
+            for shape, colour in held_out:
+                if shape == g.shape:
+                    assert sum((a - b) ** 2 for a, b in zip(rgb, scenes.COLOURS[colour])) ** 0.5 >= scenes.NEAR_HELD_OUT
+        pixels = set(scenes.render(dataclasses.replace(scene, level=scenes.MAX_LEVEL)).get_flattened_data())
+        assert all(tuple(int(g.colour[i:i + 2], 16) for i in (1, 3, 5)) in pixels for g in scene.groups)
+        asked = {r["aspect"] for r in scenes.describe_annotations(scene, "x.png")}
+        present = {g.shape for g in scene.groups}
+        assert {f"colour_{s}" for s in present} & asked == set()  # no colour word names these
+        assert {f"count_{s}" for s in scenes.SHAPES} <= asked and "distortion" in asked
+
+
+def test_swin_judges_know_where_their_image_tokens_are(tmp_path):
+    """On a blank image every Swin token is alike unless the tower adds absolute positions (the default)."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from evalalign_metric.training.build import BuildSpec, build_judge
+
+    spec = BuildSpec(image_size=16, patch_size=4, vision_hidden=8, vision_layers=1, vision_heads=1, window_size=2,
+                     text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300)
+    spread = {}
+    for positions in (True, False):
+        path = build_judge(dataclasses.replace(spec, absolute_positions=positions), tmp_path / str(positions),
+                           corpus=["a red circle"] * 4)
+        model = LlavaForConditionalGeneration.from_pretrained(path).eval()
+        with torch.no_grad():
+            tokens = model.model.vision_tower(torch.full((1, 3, 16, 16), 0.3), output_hidden_states=True).hidden_states[-1]
+        assert tokens.shape[1] == 16  # a 4x4 grid of tokens
+        spread[positions] = (tokens - tokens.mean(1, keepdim=True)).abs().max().item()
+    assert spread[False] < 1e-5 < 1e-2 < spread[True]
 
 
 def test_clean_scenes_draw_every_shape_apart():

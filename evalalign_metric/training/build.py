@@ -59,6 +59,9 @@ class BuildSpec:
     chat_format: str = "vicuna_v1"
     compact_tokens: bool = True
     keep_cls: bool = False
+    # Swin: learned absolute position embeddings. Without them its image tokens are alike wherever a shape is,
+    # and left/right must be inferred from token order alone (CLIP's ViT always has them).
+    absolute_positions: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -150,7 +153,8 @@ def _configs(spec: BuildSpec, vocab: int, tok):
         vision = SwinConfig(image_size=spec.image_size, patch_size=spec.patch_size, embed_dim=spec.vision_hidden,
                             depths=[2] * spec.vision_layers,
                             num_heads=[spec.vision_heads * 2 ** i for i in range(spec.vision_layers)],
-                            window_size=spec.window_size, mlp_ratio=2.0, drop_path_rate=0.0)
+                            window_size=spec.window_size, mlp_ratio=2.0, drop_path_rate=0.0,
+                            use_absolute_embeddings=spec.absolute_positions)
         strategy, extra_tokens = "full", 0
     text = LlamaConfig(vocab_size=vocab, hidden_size=spec.text_hidden, intermediate_size=2 * spec.text_hidden,
                        num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
@@ -190,6 +194,10 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                          vision_feature_select_strategy=strategy, vision_feature_layer=-1)
     model = LlavaForConditionalGeneration(config)
+    positions = getattr(model.model.vision_tower.embeddings, "position_embeddings", None)
+    if spec.vision == "swin" and positions is not None:  # transformers starts them at zero: no position at first
+        with torch.no_grad():
+            positions.normal_(0.0, 0.02)
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id

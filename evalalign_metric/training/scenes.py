@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
 SHAPES = ("circle", "square", "triangle")
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
@@ -46,6 +46,9 @@ HELD_OUT_PAIRS = (("triangle", "purple"), ("circle", "yellow"), ("square", "gree
 ALIGNMENT_ASPECTS = ("Object", "Count", "Color", "Spatial")
 NOT_APPLICABLE_ASPECTS = ("body", "Hand", "face")
 FAITHFULNESS_ASPECTS = ("object", "common")
+
+
+NEAR_HELD_OUT = 100  # RGB distance: a free colour this close to a held-out pair's colour counts as that colour
 
 
 def random_state(seed: int) -> random.Random:
@@ -103,6 +106,30 @@ def random_scene(rng: random.Random, *, size: int = 64, level: int | None = None
     relation = rng.choice(sorted(RELATIONS)) if n_groups == 2 else None
     return Scene(tuple(groups), relation, rng.randint(0, MAX_LEVEL) if level is None else level,
                  rng.randrange(2 ** 31), size)
+
+
+def free_colour(rng: random.Random, shape: str, exclude: Sequence[tuple[str, str]] = ()) -> str:
+    """A random colour off the palette (``"#rrggbb"``), dark enough to stand out from the background and never
+    within ``NEAR_HELD_OUT`` of a palette colour that ``exclude`` holds out for ``shape``."""
+    held = [COLOURS[c] for s, c in exclude if s == shape]
+    while True:
+        rgb = tuple(rng.randint(0, 225) for _ in range(3))
+        if min(rgb) < 150 and all(math.dist(rgb, h) >= NEAR_HELD_OUT for h in held):
+            return "#%02x%02x%02x" % rgb
+
+
+def recolour(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str, str]] = ()) -> Scene:
+    """The same scene with every group painted in a :func:`free_colour`: shapes seen in colours that no
+    colour word names, so that a judge learns a shape apart from its colour (and recognises a circle in a
+    colour it never saw on circles). Only shape, count, position and distortion questions suit it.
+
+    Example:
+        >>> scene = recolour(Scene((Group("circle", "red", 2),), None, 4, seed=0), random.Random(0))
+        >>> scene.groups[0].colour.startswith("#"), render(scene).size
+        (True, (64, 64))
+    """
+    groups = tuple(dataclasses.replace(g, colour=free_colour(rng, g.shape, exclude)) for g in scene.groups)
+    return dataclasses.replace(scene, groups=groups)
 
 
 # ---------------------------------------------------------------- drawing
@@ -170,7 +197,7 @@ def render(scene: Scene) -> Image.Image:
                     break
             placed.append((cx, cy, r))
             points = _distort(_outline(group.shape, cx, cy, r), severity, rng, r)
-            draw.polygon(points, fill=COLOURS[group.colour])
+            draw.polygon(points, fill=COLOURS.get(group.colour) or ImageColor.getrgb(group.colour))
             for _ in range(max(0, severity - 1)):  # torn: a background-coloured crack through the shape
                 angle = rng.uniform(0, math.pi)
                 dx, dy = math.cos(angle) * r * 1.4, math.sin(angle) * r * 1.4
@@ -306,6 +333,13 @@ def describe_protocol() -> dict:
                                 "template": f"<image>\nWhere are the {PLURAL[a]} relative to the {PLURAL[b]}?",
                                 "options": [{"label": "none", "score": 0}]
                                 + [{"label": r, "score": i + 1} for i, r in enumerate(RELATIONS)]})
+    kinds = [{"label": "none", "score": 0}] + [{"label": shape, "score": i + 1} for i, shape in enumerate(SHAPES)]
+    for colour in COLOURS:  # the other way round: a colour word in the question, a shape in the answer
+        aspects.append({"name": f"shape_{colour}", "dimension": "describe",
+                        "template": f"<image>\nWhich shape is {colour}?", "options": kinds})
+    for relation in RELATIONS:
+        aspects.append({"name": f"shape_{relation}", "dimension": "describe",
+                        "template": f"<image>\nWhich shape is {RELATIONS[relation]} the other?", "options": kinds})
     aspects.append({"name": "distortion", "dimension": "describe",
                     "template": "<image>\nHow distorted are the shapes, from 0 (badly) to 4 (not at all)?",
                     "options": [{"label": str(n), "score": n} for n in range(MAX_LEVEL + 1)]})
@@ -315,7 +349,9 @@ def describe_protocol() -> dict:
 
 def describe_annotations(scene: Scene, image: str) -> list[dict]:
     """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
-    is relative to each other kind ("none" unless both are drawn), and the distortion.
+    is relative to each other kind ("none" unless both are drawn), which shape has each colour and which is
+    on the left (right, above, below) of the other, and the distortion. Shapes painted off the palette
+    (:func:`recolour`) get no question that names or answers a colour.
 
     Example:
         >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left", 3, seed=0)
@@ -327,8 +363,9 @@ def describe_annotations(scene: Scene, image: str) -> list[dict]:
     for shape in SHAPES:
         g = present.get(shape)
         rows.append({"image": image, "aspect": f"count_{shape}", "score": g.count if g else 0})
-        rows.append({"image": image, "aspect": f"colour_{shape}",
-                     "score": list(COLOURS).index(g.colour) + 1 if g else 0})
+        if g is None or g.colour in COLOURS:
+            rows.append({"image": image, "aspect": f"colour_{shape}",
+                         "score": list(COLOURS).index(g.colour) + 1 if g else 0})
     relations = list(RELATIONS)
     where = {}
     if scene.relation is not None and len(scene.groups) == 2:
@@ -340,6 +377,20 @@ def describe_annotations(scene: Scene, image: str) -> list[dict]:
                 relation = where.get((a, b))
                 rows.append({"image": image, "aspect": f"where_{a}_{b}",
                              "score": relations.index(relation) + 1 if relation else 0})
+    kinds = {shape: i + 1 for i, shape in enumerate(SHAPES)}
+    if all(g.colour in COLOURS for g in scene.groups):
+        for colour in COLOURS:
+            shapes = [g.shape for g in scene.groups if g.colour == colour]
+            if len(shapes) < 2:  # two groups of one colour have no single answer: not asked
+                rows.append({"image": image, "aspect": f"shape_{colour}", "score": kinds[shapes[0]] if shapes else 0})
+    for relation in RELATIONS:
+        answer = 0
+        if scene.relation is not None and len(scene.groups) == 2:
+            if scene.relation == relation:
+                answer = kinds[scene.groups[0].shape]
+            elif OPPOSITE[scene.relation] == relation:
+                answer = kinds[scene.groups[1].shape]
+        rows.append({"image": image, "aspect": f"shape_{relation}", "score": answer})
     rows.append({"image": image, "aspect": "distortion", "score": scene.level})
     return rows
 
