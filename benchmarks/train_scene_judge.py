@@ -214,6 +214,24 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     return heldout
 
 
+def built_spec(judge_dir: Path) -> dict:
+    """The sizes a judge was built with: its training summary names the spec it was built from, or the base
+    it was trained from (followed back to the built one)."""
+    folder = Path(judge_dir)
+    for _ in range(10):
+        sidecar = json.loads((folder / "evalalign_judge.json").read_text())
+        if sidecar.get("built_from"):
+            return sidecar["built_from"]
+        summary = folder / "training_summary.json"
+        if not summary.is_file():
+            break
+        model = json.loads(summary.read_text())["config"]["model"]
+        if model.get("build"):
+            return model["build"]
+        folder = Path(model["base"])
+    raise SystemExit(f"{judge_dir}: cannot tell what sizes it was built with (no built_from sidecar or summary)")
+
+
 def print_table(before: dict, after: dict) -> None:
     nan = float("nan")
     print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'AUC after':>9s} "
@@ -232,7 +250,11 @@ def main(argv=None) -> int:
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
-    parser.add_argument("--steps", type=int, default=2500, help="stage 2 steps")
+    parser.add_argument("--bind-steps", type=int, default=0,
+                        help="steps of an intermediate stage on some EvalAlign aspects only (0: skip)")
+    parser.add_argument("--bind-aspects", default="Color",
+                        help="comma-separated aspects of that stage: those slow to form among all the others")
+    parser.add_argument("--steps", type=int, default=2500, help="last stage's steps (all EvalAlign questions)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -244,6 +266,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
+    parser.add_argument("--base", default=None,
+                        help="start from this judge folder instead of building one (e.g. an earlier run's describe)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="delete earlier checkpoints (default: resume)")
     parser.add_argument("--install", action="store_true", help="copy the judge to evalalign_metric/assets/judge")
@@ -272,9 +296,7 @@ def main(argv=None) -> int:
           f"{args.heldout_images} held-out images ({time.time() - t0:.0f} s)")
     if args.install_from:
         judge_dir = Path(args.install_from)
-        spec = json.loads((judge_dir / "evalalign_judge.json").read_text()).get("built_from", {})
-        if not spec:  # a judge trained from a base: the sizes are in the first stage's sidecar
-            spec = json.loads((judge_dir.parent / "describe" / "evalalign_judge.json").read_text())["built_from"]
+        spec = built_spec(judge_dir)
         target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
         installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
                             score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
@@ -298,6 +320,13 @@ def main(argv=None) -> int:
     if args.describe_steps:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
+    if args.bind_steps:
+        keep = set(args.bind_aspects.split(","))
+        for split in ("train", "heldout"):
+            with open(work / split / "annotations.jsonl") as source:
+                (work / split / "bind.jsonl").write_text("".join(
+                    line for line in source if json.loads(line)["aspect"] in keep))
+        stages.append(("bind", "evalalign", "bind.jsonl", args.bind_steps, args.batch_size, args.lr * 0.6, None))
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image))
     configs = [(name, {
@@ -311,11 +340,15 @@ def main(argv=None) -> int:
                      "resume": not args.fresh},
         "augment": {"lighting": True, "lighting_strength": 0.1},
     }) for name, protocol, data, steps, batch, lr, per_image in stages]
-    results, judge_dir = run_stages(work, configs, first_model={"build": spec, "vocabulary": vocabulary,
-                                                                "protocols": ["evalalign"]})
+    if args.base:
+        spec = built_spec(Path(args.base))
+    first = ({"base": args.base} if args.base else
+             {"build": spec, "vocabulary": vocabulary, "protocols": ["evalalign"]})
+    results, judge_dir = run_stages(work, configs, first_model=first)
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)
-    before = score_heldout(load_judge(work / stages[0][0] / "base", cache=False), held_items, work / "heldout")
+    before = score_heldout(load_judge(args.base or work / stages[0][0] / "base", cache=False), held_items,
+                           work / "heldout")
     after = score_heldout(load_judge(judge_dir, cache=False), held_items, work / "heldout")
     print(f"\nheld-out scenes ({args.heldout_images} images, unseen shape/colour pairs included):")
     print_table(before, after)
