@@ -33,10 +33,15 @@ import numpy as np
 from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINATIONS
 
 
-def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3,
-                recoloured=()) -> tuple[Path, list]:
-    """Render scenes and write their JSONL annotations; returns the file and (scene, image, claims) items.
-    ``recoloured`` seeds add scenes painted off the palette (``scenes.recolour``) to the describe questions only."""
+def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
+                recoloured=(), reverse: bool = False) -> tuple[Path, list]:
+    """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
+    ``describe.jsonl``: the curriculum's direct questions); returns the file and (scene, image, rows, unseen)
+    items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
+    other scene gets one of these pairs. ``describe_seeds``: the direct questions are asked about these
+    scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
+    kept from the held-out ones), instead of about ``seeds``; ``recoloured`` seeds add scenes painted off
+    the palette (``scenes.recolour``) to them; ``reverse``: also the questions the other way round."""
     from evalalign_metric.training import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +49,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     for seed in seeds:
         rng = scenes.random_state(seed)
         scene = scenes.random_scene(rng, exclude=exclude)
-        if include is not None and seed % 2 == 0:  # held-out: every other scene gets a pair never trained on
+        if include is not None and seed % 2 == 0:  # held-out: every other scene gets a pair never judged
             shape, colour = include[seed // 2 % len(include)]
             first = scene.groups[0]
             others = [g for g in scene.groups[1:] if g.shape != shape]
@@ -56,15 +61,22 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
             scenes.render(scene).save(folder / name)
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
         rows.extend(scene_rows)
-        describe.extend(scenes.describe_annotations(scene, name))
+        if describe_seeds is None:
+            describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
         items.append((scene, name, scene_rows, unseen))
+    for seed in describe_seeds or ():
+        scene = scenes.random_scene(scenes.random_state(seed))
+        name = f"d{seed}.png"
+        if not (folder / name).is_file():
+            scenes.render(scene).save(folder / name)
+        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
     for seed in recoloured:
         rng = scenes.random_state(seed)
         scene = scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude)
         name = f"r{seed}.png"
         if not (folder / name).is_file():
             scenes.render(scene).save(folder / name)
-        describe.extend(scenes.describe_annotations(scene, name))
+        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
@@ -246,7 +258,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/evalalign-scenes")
     parser.add_argument("--train-images", type=int, default=30000)
-    parser.add_argument("--recoloured-images", type=int, default=15000,
+    parser.add_argument("--describe-images", type=int, default=30000,
+                        help="stage-1 scenes (every shape/colour pair; stage 2 never names the held-out ones)")
+    parser.add_argument("--strict-pairs", action="store_true",
+                        help="stage 1 never sees the held-out shape/colour pairs either")
+    parser.add_argument("--reverse-questions", action="store_true",
+                        help="stage 1 also asks which shape is red / on the left (colour and relation words as input)")
+    parser.add_argument("--recoloured-images", type=int, default=0,
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
@@ -288,10 +306,12 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     t0 = time.time()
-    train_file, _ = write_split(work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
-                                recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images))
+    train_file, _ = write_split(
+        work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
+        describe_seeds=None if args.strict_pairs else range(3 * 10 ** 7, 3 * 10 ** 7 + args.describe_images),
+        recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images), reverse=args.reverse_questions)
     held_file, held_items = write_split(work / "heldout", range(10 ** 6, 10 ** 6 + args.heldout_images),
-                                        include=HELD_OUT_COMBINATIONS)
+                                        include=HELD_OUT_COMBINATIONS, reverse=args.reverse_questions)
     print(f"scenes: {args.train_images} train images -> {sum(1 for _ in open(train_file))} annotations; "
           f"{args.heldout_images} held-out images ({time.time() - t0:.0f} s)")
     if args.install_from:
@@ -311,7 +331,8 @@ def main(argv=None) -> int:
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
             "compact_tokens": True, "keep_cls": args.keep_cls,
             "absolute_positions": True}
-    (work / "describe_protocol.json").write_text(json.dumps(scenes.describe_protocol(), indent=1))
+    describe = scenes.describe_protocol(reverse=args.reverse_questions)
+    (work / "describe_protocol.json").write_text(json.dumps(describe, indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
     # teach the new judge to see; stage 2: EvalAlign's questions, which compare the image with a prompt.
     # The tokenizer is built in stage 1 for both protocols; it also learns the words of the other shipped

@@ -40,6 +40,7 @@ OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"
 MAX_LEVEL = 4  # distortion: 4 clean .. 0 worst
 MAX_SHAPES = 3  # per scene: few enough that each shape is drawn large (about a third of the image across)
 RADIUS = (0.12, 0.155)  # shape radius, as a fraction of the image size
+BAND = (0.1, 0.9)  # groups in a relation: the range across it (a fraction of the image) both keep to
 # (shape, colour) pairs the embedded judge never saw in training (benchmarks/train_scene_judge.py), to check
 # that it generalises to new combinations of what it knows
 HELD_OUT_PAIRS = (("triangle", "purple"), ("circle", "yellow"), ("square", "green"))
@@ -138,9 +139,10 @@ def _region(relation: str | None, first: bool, size: int) -> tuple[float, float,
     if relation is None:
         return (0, 0, size, size)
     side = relation if first else OPPOSITE[relation]
-    half = size / 2
-    return {"left": (0, 0, half, size), "right": (half, 0, size, size), "above": (0, 0, size, half),
-            "below": (0, half, size, size)}[side]
+    half, lo, hi = size / 2, size * BAND[0], size * BAND[1]
+    # across the relation, both groups keep to a central band: a shape on the left is never also well above
+    return {"left": (0, lo, half, hi), "right": (half, lo, size, hi), "above": (lo, 0, hi, half),
+            "below": (lo, half, hi, size)}[side]
 
 
 def _outline(shape: str, cx: float, cy: float, r: float, n: int = 36) -> list[tuple[float, float]]:
@@ -188,7 +190,7 @@ def render(scene: Scene) -> Image.Image:
         x0, y0, x1, y1 = _region(scene.relation, gi == 0, size)
         for _ in range(group.count):
             for attempt in range(200):  # shapes shrink a little after each failed try: they never overlap
-                r = rng.uniform(size * RADIUS[0], size * RADIUS[1]) * 0.996 ** attempt
+                r = rng.uniform(size * RADIUS[0], size * RADIUS[1]) * 0.99 ** attempt
                 pad = r * 1.4
                 if x1 - x0 <= 2 * pad or y1 - y0 <= 2 * pad:
                     continue
@@ -312,10 +314,11 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
     return Claims(tuple(groups), relation)
 
 
-def describe_protocol() -> dict:
+def describe_protocol(*, reverse: bool = True) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
-    colours before it learns EvalAlign's comparisons of an image with a prompt."""
+    colours before it learns EvalAlign's comparisons of an image with a prompt. ``reverse`` adds questions the
+    other way round, a colour or relation word in the question and a shape in the answer."""
     aspects = []
     for shape in SHAPES:
         noun = PLURAL[shape]
@@ -334,10 +337,10 @@ def describe_protocol() -> dict:
                                 "options": [{"label": "none", "score": 0}]
                                 + [{"label": r, "score": i + 1} for i, r in enumerate(RELATIONS)]})
     kinds = [{"label": "none", "score": 0}] + [{"label": shape, "score": i + 1} for i, shape in enumerate(SHAPES)]
-    for colour in COLOURS:  # the other way round: a colour word in the question, a shape in the answer
+    for colour in COLOURS if reverse else ():  # the other way round: a colour word in the question, a shape in the answer
         aspects.append({"name": f"shape_{colour}", "dimension": "describe",
                         "template": f"<image>\nWhich shape is {colour}?", "options": kinds})
-    for relation in RELATIONS:
+    for relation in RELATIONS if reverse else ():
         aspects.append({"name": f"shape_{relation}", "dimension": "describe",
                         "template": f"<image>\nWhich shape is {RELATIONS[relation]} the other?", "options": kinds})
     aspects.append({"name": "distortion", "dimension": "describe",
@@ -347,10 +350,10 @@ def describe_protocol() -> dict:
             "description": "Direct questions about synthetic shape scenes (training curriculum)", "aspects": aspects}
 
 
-def describe_annotations(scene: Scene, image: str) -> list[dict]:
+def describe_annotations(scene: Scene, image: str, *, reverse: bool = True) -> list[dict]:
     """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
     is relative to each other kind ("none" unless both are drawn), which shape has each colour and which is
-    on the left (right, above, below) of the other, and the distortion. Shapes painted off the palette
+    on the left (right, above, below) of the other (with ``reverse``), and the distortion. Shapes painted off the palette
     (:func:`recolour`) get no question that names or answers a colour.
 
     Example:
@@ -378,12 +381,12 @@ def describe_annotations(scene: Scene, image: str) -> list[dict]:
                 rows.append({"image": image, "aspect": f"where_{a}_{b}",
                              "score": relations.index(relation) + 1 if relation else 0})
     kinds = {shape: i + 1 for i, shape in enumerate(SHAPES)}
-    if all(g.colour in COLOURS for g in scene.groups):
+    if reverse and all(g.colour in COLOURS for g in scene.groups):
         for colour in COLOURS:
             shapes = [g.shape for g in scene.groups if g.colour == colour]
             if len(shapes) < 2:  # two groups of one colour have no single answer: not asked
                 rows.append({"image": image, "aspect": f"shape_{colour}", "score": kinds[shapes[0]] if shapes else 0})
-    for relation in RELATIONS:
+    for relation in RELATIONS if reverse else ():
         answer = 0
         if scene.relation is not None and len(scene.groups) == 2:
             if scene.relation == relation:
