@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import collections
 import random
 from pathlib import Path
 
@@ -682,3 +683,36 @@ def test_adapter_folders_without_a_base_or_weights_are_refused_by_name(tmp_path)
     (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "somewhere"}')
     with pytest.raises(JudgeLoadError, match="no adapter_model.safetensors"):
         load_judge(tmp_path, cache=False)
+
+
+def test_aspect_weights_choose_which_questions_an_image_gets():
+    from evalalign_metric.training.trainer import draw_questions
+
+    # uniform weights: every pair of 4 questions about equally often; a heavy aspect: nearly always drawn
+    uniform = collections.Counter(tuple(draw_questions([1.0] * 4, 2, random.Random(s))) for s in range(6000))
+    assert len(uniform) == 6 and max(uniform.values()) / min(uniform.values()) < 1.2
+    heavy = collections.Counter(i for s in range(2000) for i in draw_questions([1, 1, 20, 1], 1, random.Random(s)))
+    assert 0.85 < heavy[2] / 2000 < 0.92  # 20 / 23 = 0.870 by hand
+    assert draw_questions([5.0, 0.5], 2, random.Random(0)) == [0, 1]  # k >= n: all of them
+
+
+def test_aspect_weights_are_checked_against_config_and_protocol(tmp_path):
+    from evalalign_metric.training.config import config_from_dict
+
+    raw = {"output_dir": "out", "model": {"base": "judge"}, "data": {"train": [{"format": "jsonl", "path": "t.jsonl"}]}}
+    with pytest.raises(InputError, match="data.aspect_weights needs config.data.questions_per_image"):
+        config_from_dict({**raw, "data": {**raw["data"], "aspect_weights": {"Color": 3}}})
+    with pytest.raises(InputError, match=r"aspect_weights\['Color'\] must be a positive number; got -1"):
+        config_from_dict({**raw, "data": {**raw["data"], "aspect_weights": {"Color": -1}, "questions_per_image": 2}})
+    cfg = config_from_dict({**raw, "data": {**raw["data"], "aspect_weights": {"Color": 3}, "questions_per_image": 2}})
+    assert cfg.data.aspect_weights == {"Color": 3.0}
+
+
+def test_aspect_weights_naming_no_aspect_of_the_protocol_are_refused(data_dir, base_judge, tmp_path):
+    from evalalign_metric.training.config import config_from_dict
+    from evalalign_metric.training.trainer import Trainer
+
+    cfg = _config(data_dir, tmp_path / "out", base_judge, max_steps=1)
+    cfg["data"] |= {"questions_per_image": 1, "aspect_weights": {"Colour": 2}}
+    with pytest.raises(InputError, match="aspect_weights names 'Colour', not an aspect of protocol"):
+        Trainer(config_from_dict(cfg), progress=False).run()

@@ -62,6 +62,9 @@ class DataConfig:
     eval: tuple[SourceConfig, ...] = ()
     unlabelled: tuple[SourceConfig, ...] = ()
     questions_per_image: int | None = None
+    # aspect (name or key) -> relative chance that its questions are among the questions_per_image drawn
+    # for an image (default 1): more steps for an aspect slow to learn among the others
+    aspect_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,10 +249,21 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
         if not value.get("train"):
             raise InputError(f"{where}.train must list at least one source")
         qpi = value.get("questions_per_image")
+        weights = value.get("aspect_weights") or {}
+        if not isinstance(weights, Mapping):
+            raise InputError(f"{where}.aspect_weights must map aspect names to positive numbers; "
+                             f"got {type(weights).__name__}")
+        for name, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise InputError(f"{where}.aspect_weights[{name!r}] must be a positive number; got {weight!r}")
+        if weights and qpi is None:
+            raise InputError(f"{where}.aspect_weights needs {where}.questions_per_image: the weights choose which "
+                             "questions of an image are drawn")
         return DataConfig(train=_sources(value["train"], f"{where}.train", base),
                           eval=_sources(value.get("eval"), f"{where}.eval", base),
                           unlabelled=_sources(value.get("unlabelled"), f"{where}.unlabelled", base),
-                          questions_per_image=None if qpi is None else _typed(qpi, "int+", f"{where}.questions_per_image"))
+                          questions_per_image=None if qpi is None else _typed(qpi, "int+", f"{where}.questions_per_image"),
+                          aspect_weights={str(k): float(v) for k, v in weights.items()})
 
     def model(value, where):
         value = _check_keys(value, ModelConfig, where)

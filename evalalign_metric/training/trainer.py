@@ -25,18 +25,19 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
 
-from evalalign_metric.errors import EvalAlignError, InputError, require_extra
+from evalalign_metric.errors import EvalAlignError, InputError, ProtocolError, require_extra
 from evalalign_metric.protocol import Protocol, load_protocol
 from evalalign_metric.training import checkpoint as ckpt
 from evalalign_metric.training.annotations import Annotation, ReadReport, group_by_image
@@ -127,6 +128,18 @@ def _precision(name: str) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[name]
 
 
+def draw_questions(weights: Sequence[float], k: int, rng: random.Random) -> list[int]:
+    """``k`` of ``len(weights)`` questions without replacement, each with a chance in proportion to its
+    weight (Efraimidis and Spirakis: the ``k`` largest ``u ** (1 / w)``); sorted indices.
+
+    Example:
+        >>> draw_questions([1, 1, 1, 1], 2, random.Random(0)), draw_questions([1, 1e9, 1, 1e9], 2, random.Random(0))
+        ([0, 1], [1, 3])
+    """
+    keys = [rng.random() ** (1.0 / w) for w in weights]
+    return sorted(sorted(range(len(weights)), key=keys.__getitem__, reverse=True)[:k])
+
+
 class Trainer:
     """One training run of ``config`` (see the module docstring).
 
@@ -160,6 +173,13 @@ class Trainer:
         if unlabelled_in_train:
             self.log(f"train data: {len(unlabelled_in_train)} unscored annotations are not trained on")
         self.result.reports["train"] = report
+        self.aspect_weights = {}
+        for name, weight in cfg.data.aspect_weights.items():
+            try:
+                self.aspect_weights[self.protocol.aspect(name).key] = weight
+            except ProtocolError:
+                raise InputError(f"data.aspect_weights names {name!r}, not an aspect of protocol "
+                                 f"{self.protocol.name!r}; expected one of {list(self.protocol.aspect_names)}") from None
         self.eval_annotations, rep = _read(cfg.data.eval, self.protocol, "eval")
         self.eval_annotations = [a for a in self.eval_annotations if not is_unlabelled(a)]
         if cfg.data.eval:
@@ -263,7 +283,8 @@ class Trainer:
             chosen = list(range(len(anns)))
             limit = cfg.data.questions_per_image
             if limit is not None and len(chosen) > limit:
-                chosen = sorted(sample_rng(seed, epoch, unit_index, "questions").sample(chosen, limit))
+                weights = [self.aspect_weights.get(self.protocol.aspect(a.aspect).key, 1.0) for a in anns]
+                chosen = draw_questions(weights, limit, sample_rng(seed, epoch, unit_index, "questions"))
             for j in chosen:
                 target = build_target(self.protocol, anns[j], augment=cfg.augment,
                                       rng=sample_rng(seed, epoch, unit_index, f"q{j}"))
