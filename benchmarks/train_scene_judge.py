@@ -8,7 +8,7 @@ claims), plus the faithfulness questions (object and common = distortion level 0
 
 Curriculum: stage 1 asks direct questions (how many circles? what colour are the squares? where are the
 triangles relative to the circles? how distorted?) about scenes drawn from the whole palette, teaching a judge
-built from scratch to see (what a pretrained MLLM brings); ``--bind-steps`` adds a stage on the aspects slow
+built from scratch to see (what a pretrained MLLM brings); ``--bind`` adds stages on the aspects slow
 to form among the others (Color: a colour word of the prompt checked against one shape's colour); the last
 stage asks all of EvalAlign's questions. The EvalAlign training rows never draw or name the held-out
 (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them either).
@@ -283,10 +283,9 @@ def main(argv=None) -> int:
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
-    parser.add_argument("--bind-steps", type=int, default=0,
-                        help="steps of an intermediate stage on some EvalAlign aspects only (0: skip)")
-    parser.add_argument("--bind-aspects", default="Color",
-                        help="comma-separated aspects of that stage: those slow to form among all the others")
+    parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS",
+                        help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
+                             "the others), e.g. Color:600; repeat for several stages in turn")
     parser.add_argument("--steps", type=int, default=2500, help="last stage's steps (all EvalAlign questions)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
@@ -358,13 +357,14 @@ def main(argv=None) -> int:
     if args.describe_steps:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
-    if args.bind_steps:
-        keep = set(args.bind_aspects.split(","))
+    for number, spec_text in enumerate(args.bind or ()):
+        aspects, _, steps = spec_text.rpartition(":")
+        keep, name = set(aspects.split(",")), f"bind{number + 1}"
         for split in ("train", "heldout"):
             with open(work / split / "annotations.jsonl") as source:
-                (work / split / "bind.jsonl").write_text("".join(
+                (work / split / f"{name}.jsonl").write_text("".join(
                     line for line in source if json.loads(line)["aspect"] in keep))
-        stages.append(("bind", "evalalign", "bind.jsonl", args.bind_steps, args.batch_size, args.lr * 0.6, None))
+        stages.append((name, "evalalign", f"{name}.jsonl", int(steps), args.batch_size, args.lr * 0.6, None))
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image))
     weights = {k: float(v) for k, v in (item.split("=") for item in args.aspect_weights.split(",") if item)}

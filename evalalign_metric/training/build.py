@@ -163,6 +163,25 @@ def _configs(spec: BuildSpec, vocab: int, tok):
     return vision, text, strategy, extra_tokens
 
 
+def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position codes, one row per patch in raster order: a quarter of the channels
+    each for sin/cos of the column and of the row, at geometric frequencies (``dim`` a multiple of 4).
+
+    Example:
+        >>> codes = sincos_positions(2, 3, 8)
+        >>> codes.shape, bool(codes[0, 0] == 0.0), bool(codes[0, 2] == 1.0)  # patch (0, 0): sin 0, cos 0
+        (torch.Size([6, 8]), True, True)
+    """
+    if dim % 4:
+        raise InputError(f"model.build.vision_hidden must be a multiple of 4 for position codes; got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
+                          indexing="ij")
+    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1).float()
+
+
 ANSWER_REPEATS = 50
 
 
@@ -194,10 +213,12 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                          vision_feature_select_strategy=strategy, vision_feature_layer=-1)
     model = LlavaForConditionalGeneration(config)
-    positions = getattr(model.model.vision_tower.embeddings, "position_embeddings", None)
-    if spec.vision == "swin" and positions is not None:  # transformers starts them at zero: no position at first
+    embeddings = model.model.vision_tower.embeddings
+    if spec.vision == "swin" and embeddings.position_embeddings is not None:
+        # transformers starts them at zero; a 2-D sine-cosine start (as MAE's) gives every patch coordinates
+        # that attention can compare (which shape is further left) from the first step
         with torch.no_grad():
-            positions.normal_(0.0, 0.02)
+            embeddings.position_embeddings.copy_(sincos_positions(*embeddings.patch_grid, spec.vision_hidden)[None])
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
