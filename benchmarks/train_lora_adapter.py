@@ -1,19 +1,19 @@
-"""LoRA: teach the scene judge a level scheme it was never trained on (iMatch), saving only the adapter.
+"""LoRA: teach a trained judge a level scheme it was never trained on, saving only the adapter.
 
-The base judge (``evalalign_metric/assets/judge`` or ``--base``) was trained on EvalAlign's questions
-(options 0-2 and 0-4). Here a LoRA adapter (peft; language-model attention and MLP, plus the output head as
-a saved module) learns the shipped ``"imatch"`` protocol on new synthetic scenes: the overall match on 15
-levels A..O (truth: 1 + 4 x the fraction of the prompt's claims that hold, binned) and a Yes/No question per
-prompt element with its category (``"red circle (color)"``). Only the adapter folder is saved; it is loaded
-by ``EvalAlignScore(model=<adapter folder>, protocol="imatch")`` (the base judge it names + the adapter,
-merged in memory), which scores the held-out scenes, and ``score_images`` reads the per-question answers
-from the same judge.
+Default (``--data scene-levels``): the embedded scene judge (``evalalign_metric/assets/judge`` or ``--base``)
+was trained on EvalAlign's faithfulness questions (how distorted the shapes are: options 0-4). A LoRA adapter
+(peft; language-model attention and MLP, plus the output head as a saved module) learns a new question on a
+new scheme: "How cleanly are the shapes drawn?" A / B / C (distortion levels 0-1 / 2-3 / 4). ``--data scenes``
+asks iMatch's questions instead (the shipped ``"imatch"`` protocol: overall match on 15 levels A..O from the
+prompt's text, truth 1 + 4 x the fraction of its claims that hold, and a Yes/No question per element with
+its category); ``--data easyvqa`` re-scales the easy-vqa judge (``benchmarks/train_synthetic_judge.py``) to
+no / partly / yes. Only the adapter folder is saved; ``EvalAlignScore(model=<adapter folder>, protocol=...)``
+loads the base judge it names + the adapter, merged in memory, and scores the held-out set.
 
-Target: Spearman correlation of the overall score (QAlign expectation over the 15 levels) with the truth
->= 0.8.
+Target: Spearman correlation of the expectation (QAlign) with the held-out truth >= 0.8.
 
 Example:
-    nice python benchmarks/train_lora_adapter.py --work /tmp/lora --steps 600
+    nice python benchmarks/train_lora_adapter.py --work /tmp/lora --steps 300
 """
 
 from __future__ import annotations
@@ -68,6 +68,41 @@ def easyvqa_levels_protocol() -> dict:
             "description": "easy-vqa judgments on a three-level scheme", "aspects": [match]}
 
 
+def scene_levels_protocol() -> dict:
+    """The scene judge's distortion (trained as EvalAlign's faithfulness, 0-4 digits), asked on a scheme it
+    never saw: a new question answered with letters A / B / C."""
+    return {"name": "scene-drawn-levels", "version": "1", "default_scoring": "expectation",
+            "description": "How cleanly synthetic shapes are drawn, on three letter levels",
+            "aspects": [{"name": "Drawn", "dimension": "faithfulness",
+                         "template": "<image>\nHow cleanly are the shapes drawn? Answer: A, torn and warped. "
+                                     "B, a little warped. C, clean.",
+                         "options": [{"label": "A", "score": 0}, {"label": "B", "score": 1},
+                                     {"label": "C", "score": 2}]}]}
+
+
+def drawn_level(level: int) -> int:
+    """Distortion level 0-4 (4 clean) on the three-level scheme: 0-1 -> A (0), 2-3 -> B (1), 4 -> C (2)."""
+    return 0 if level <= 1 else 1 if level <= 3 else 2
+
+
+def write_split_scene_levels(folder: Path, seeds):
+    """Scenes with one row each on the three-level scheme; pairs (image, its true prompt, truth)."""
+    from evalalign_metric.training import scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, pairs = [], []
+    for seed in seeds:
+        scene = scenes.random_scene(scenes.random_state(seed))
+        name = f"{seed}.png"
+        if not (folder / name).is_file():
+            scenes.render(scene).save(folder / name)
+        rows.append({"image": name, "aspect": "Drawn", "score": drawn_level(scene.level)})
+        pairs.append((folder / name, scenes.claims_prompt(scene.claims())[0], drawn_level(scene.level)))
+    path = folder / "annotations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, pairs
+
+
 def write_split_easyvqa(folder: Path, items, offset: int):
     """easy-vqa rows on the three-level scheme: per image its true description (2) and two wrong ones
     (colour wrong or shape wrong: 1; both: 0)."""
@@ -92,7 +127,7 @@ def write_split_easyvqa(folder: Path, items, offset: int):
     return path, pairs
 
 
-def score_levels(model: str, protocol: str, pairs, batch: int = 64) -> dict[str, float]:
+def score_levels(model: str, protocol: str, pairs, batch: int = 64, key: str = "alignment/Match") -> dict[str, float]:
     """SRCC of the expectation with the three-level truth, arg-max accuracy, and EvalAlignScore's mean."""
     from PIL import Image
     from scipy import stats
@@ -115,7 +150,7 @@ def score_levels(model: str, protocol: str, pairs, batch: int = 64) -> dict[str,
     out = metric.compute()
     srcc = stats.spearmanr(predicted, truth)[0] if np.ptp(predicted) > 0 else float("nan")
     return {"overall_srcc": float(srcc), "accuracy": float(np.mean(correct)),
-            "metric_match": float(out["alignment/Match"]), "mean_outside_mass": float(out["mean_outside_mass"]),
+            "metric_match": float(out[key]), "mean_outside_mass": float(out["mean_outside_mass"]),
             "n_pairs": len(predicted)}
 
 
@@ -159,8 +194,10 @@ def score(model: str, pairs, batch: int = 32) -> dict[str, float]:
 def main(argv=None) -> int:
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("scenes", "easyvqa"), default="scenes",
-                        help="scenes (base: the embedded scene judge) or easy-vqa images (base: the judge "
+    parser.add_argument("--data", choices=("scene-levels", "scenes", "easyvqa"), default="scene-levels",
+                        help="scene-levels: the embedded scene judge's distortion on a new three-letter scheme; "
+                             "scenes: iMatch's 15-level overall match and element questions on scenes; easyvqa: "
+                             "easy-vqa images, a three-level scheme (base: the judge "
                              "benchmarks/train_synthetic_judge.py trains; pass its folder as --base)")
     parser.add_argument("--base", default=os.fspath(root / "evalalign_metric" / "assets" / "judge"))
     parser.add_argument("--work", default="/tmp/evalalign-lora")
@@ -187,6 +224,11 @@ def main(argv=None) -> int:
     if args.data == "scenes":
         train_file, _ = write_split(work / "train", range(2 * 10 ** 6, 2 * 10 ** 6 + args.train_images))
         held_file, held_pairs = write_split(work / "heldout", range(3 * 10 ** 6, 3 * 10 ** 6 + args.heldout_images))
+    elif args.data == "scene-levels":
+        train_file, _ = write_split_scene_levels(work / "train", range(2 * 10 ** 6, 2 * 10 ** 6 + args.train_images))
+        held_file, held_pairs = write_split_scene_levels(work / "heldout",
+                                                         range(3 * 10 ** 6, 3 * 10 ** 6 + args.heldout_images))
+        (work / "protocol.json").write_text(json.dumps(scene_levels_protocol(), indent=1))
     else:  # easy-vqa: train on its train split, check on its TEST split
         sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
         from train_synthetic_judge import truth
@@ -198,7 +240,7 @@ def main(argv=None) -> int:
         (work / "protocol.json").write_text(json.dumps(easyvqa_levels_protocol(), indent=1))
     protocol = "imatch" if args.data == "scenes" else os.fspath(work / "protocol.json")
     n_train = sum(1 for _ in open(train_file))
-    print(f"iMatch data ({args.data}): {n_train} training rows; {len(held_pairs)} held-out image-prompt pairs")
+    print(f"data ({args.data}): {n_train} training rows; {len(held_pairs)} held-out items")
     config = {
         "output_dir": os.fspath(work / "adapter"), "protocol": protocol, "model": {"base": args.base},
         "data": {"train": [{"format": "jsonl", "path": os.fspath(train_file)}],
@@ -219,13 +261,15 @@ def main(argv=None) -> int:
     size = sum((adapter / n).stat().st_size for n in saved if n.startswith("adapter_model"))
     print(f"adapter folder: {saved}; adapter weights {size / 1e6:.2f} MB; "
           f"base judge named: {json.loads((adapter / 'adapter_config.json').read_text())['base_model_name_or_path']}")
-    if args.data == "easyvqa":
-        before = score_levels(args.base, protocol, held_pairs)
-        after = score_levels(os.fspath(adapter), protocol, held_pairs)
-        print(f"\nheld-out easy-vqa TEST pairs on the three-level scheme ({after['n_pairs']} image-prompt pairs):")
+    if args.data in ("easyvqa", "scene-levels"):
+        key = "alignment/Match" if args.data == "easyvqa" else "faithfulness/Drawn"
+        before = score_levels(args.base, protocol, held_pairs, key=key)
+        after = score_levels(os.fspath(adapter), protocol, held_pairs, key=key)
+        what = "easy-vqa TEST pairs" if args.data == "easyvqa" else "scenes"
+        print(f"\nheld-out {what} on the three-level scheme ({after['n_pairs']} images or image-prompt pairs):")
         for name, r in (("before (base judge)", before), ("after (base + adapter)", after)):
             print(f"  {name:24s} SRCC {r['overall_srcc']:.3f}  arg-max accuracy {r['accuracy']:.3f}  "
-                  f"EvalAlignScore alignment/Match {r['metric_match']:.2f}  outside mass {r['mean_outside_mass']:.3f}")
+                  f"EvalAlignScore {key} {r['metric_match']:.2f}  outside mass {r['mean_outside_mass']:.3f}")
     else:
         before = score(args.base, held_pairs)
         after = score(os.fspath(adapter), held_pairs)
