@@ -612,6 +612,9 @@ def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
     assert answer["where_triangle_circle"] == "above" and answer["where_circle_triangle"] == "below"
     assert {answer[k] for k in answer if k.startswith("where_") and "square" in k} == {"none"}
     assert answer["count_circle"] == "2" and answer["colour_circle"] == "blue" and answer["count_square"] == "0"
+    assert (answer["side_triangle"], answer["side_circle"], answer["side_square"]) == ("top", "bottom", "none")
+    alone = scenes.Scene((scenes.Group("circle", "red", 3),), None, 4, seed=0)
+    assert not any(r["aspect"].startswith("side_") for r in scenes.describe_annotations(alone, "x.png"))
     assert answer["shape_red"] == "triangle" and answer["shape_blue"] == "circle" and answer["shape_green"] == "none"
     assert (answer["shape_above"], answer["shape_below"], answer["shape_left"]) == ("triangle", "circle", "none")
     same = scenes.Scene((scenes.Group("triangle", "red", 1), scenes.Group("circle", "red", 1)), "left", 4, seed=0)
@@ -716,3 +719,20 @@ def test_aspect_weights_naming_no_aspect_of_the_protocol_are_refused(data_dir, b
     cfg["data"] |= {"questions_per_image": 1, "aspect_weights": {"Colour": 2}}
     with pytest.raises(InputError, match="aspect_weights names 'Colour', not an aspect of protocol"):
         Trainer(config_from_dict(cfg), progress=False).run()
+
+
+def test_each_group_of_a_relation_is_drawn_inside_the_half_its_side_question_names():
+    checked = 0
+    for seed in range(150):
+        scene = scenes.random_scene(scenes.random_state(seed))
+        if scene.relation is None or scene.groups[0].colour == scene.groups[1].colour:
+            continue
+        pixels = np.asarray(scenes.render(dataclasses.replace(scene, level=scenes.MAX_LEVEL))).astype(int)
+        answers = {r["aspect"]: r["score"] for r in scenes.describe_annotations(scene, "x.png")}
+        for g in scene.groups:
+            ys, xs = np.nonzero(np.abs(pixels - np.array(scenes.COLOURS[g.colour])).sum(-1) < 30)
+            half = list(scenes.HALVES)[answers[f"side_{g.shape}"] - 1]
+            assert {"left": xs.max() < 32, "right": xs.min() >= 32, "above": ys.max() < 32,
+                    "below": ys.min() >= 32}[half], (seed, g)
+            checked += 1
+    assert checked > 100

@@ -37,6 +37,7 @@ COLOURS = {"red": (215, 40, 40), "green": (40, 160, 60), "blue": (45, 75, 215), 
 COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
 RELATIONS = {"left": "on the left of", "right": "on the right of", "above": "above", "below": "below"}
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+HALVES = {"left": "left", "right": "right", "above": "top", "below": "bottom"}  # the half a group keeps to
 MAX_LEVEL = 4  # distortion: 4 clean .. 0 worst
 MAX_SHAPES = 3  # per scene: few enough that each shape is drawn large (about a third of the image across)
 RADIUS = (0.12, 0.155)  # shape radius, as a fraction of the image size
@@ -336,6 +337,11 @@ def describe_protocol(*, reverse: bool = True) -> dict:
                                 "template": f"<image>\nWhere are the {PLURAL[a]} relative to the {PLURAL[b]}?",
                                 "options": [{"label": "none", "score": 0}]
                                 + [{"label": r, "score": i + 1} for i, r in enumerate(RELATIONS)]})
+    for shape in SHAPES:  # one lookup (like its colour) that ties each shape to where it is
+        aspects.append({"name": f"side_{shape}", "dimension": "describe",
+                        "template": f"<image>\nIn which half of the image are the {PLURAL[shape]}?",
+                        "options": [{"label": "none", "score": 0}]
+                        + [{"label": h, "score": i + 1} for i, h in enumerate(HALVES.values())]})
     kinds = [{"label": "none", "score": 0}] + [{"label": shape, "score": i + 1} for i, shape in enumerate(SHAPES)]
     for colour in COLOURS if reverse else ():  # the other way round: a colour word in the question, a shape in the answer
         aspects.append({"name": f"shape_{colour}", "dimension": "describe",
@@ -352,7 +358,8 @@ def describe_protocol(*, reverse: bool = True) -> dict:
 
 def describe_annotations(scene: Scene, image: str, *, reverse: bool = True) -> list[dict]:
     """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
-    is relative to each other kind ("none" unless both are drawn), which shape has each colour and which is
+    is relative to each other kind ("none" unless both are drawn), in which half of the image each kind is
+    (scenes with a relation: each group keeps to one half), which shape has each colour and which is
     on the left (right, above, below) of the other (with ``reverse``), and the distortion. Shapes painted off the palette
     (:func:`recolour`) get no question that names or answers a colour.
 
@@ -380,6 +387,13 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True) -> l
                 relation = where.get((a, b))
                 rows.append({"image": image, "aspect": f"where_{a}_{b}",
                              "score": relations.index(relation) + 1 if relation else 0})
+    if scene.relation is not None and len(scene.groups) == 2:  # one group spreads over the image: not asked
+        first, second = scene.groups[0].shape, scene.groups[1].shape
+        halves = list(HALVES)
+        side = {first: scene.relation, second: OPPOSITE[scene.relation]}
+        for shape in SHAPES:
+            rows.append({"image": image, "aspect": f"side_{shape}",
+                         "score": halves.index(side[shape]) + 1 if shape in side else 0})
     kinds = {shape: i + 1 for i, shape in enumerate(SHAPES)}
     if reverse and all(g.colour in COLOURS for g in scene.groups):
         for colour in COLOURS:
