@@ -173,9 +173,11 @@ README = """# Embedded default judge: synthetic shape scenes (NOT photographs)
 This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower, a {text_layers}-layer Llama language
 model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo` and `evalalign score`
 (without `--model`) work offline on a fresh machine. It was trained from scratch by
-`benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on
-{n_train} synthetic 64x64 scenes drawn by `evalalign_metric.training.scenes`: one or two groups of circles,
-squares and triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions.
+`benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
+64x64 scenes drawn by `evalalign_metric.training.scenes` (one or two groups of circles, squares and
+triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions): direct questions
+about what is drawn first, then EvalAlign's questions about {n_train} scenes and prompts that never name
+the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`).
 
 What it answers (the EvalAlign protocol, Vicuna v1 chat format):
 
