@@ -44,14 +44,14 @@ from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINAT
 
 
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
-                recoloured=(), reverse: bool = False) -> tuple[Path, list]:
+                recoloured=(), reverse: bool = False, sides: bool = False) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
     ``describe.jsonl``: the curriculum's direct questions); returns the file and (scene, image, rows, unseen)
     items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
     other scene gets one of these pairs. ``describe_seeds``: the direct questions are asked about these
     scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
     kept from the held-out ones), instead of about ``seeds``; ``recoloured`` seeds add scenes painted off
-    the palette (``scenes.recolour``) to them; ``reverse``: also the questions the other way round."""
+    the palette (``scenes.recolour``) to them; ``reverse`` / ``sides``: also those direct questions."""
     from evalalign_metric.training import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,21 +72,21 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
         rows.extend(scene_rows)
         if describe_seeds is None:
-            describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
+            describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
         scene = scenes.random_scene(scenes.random_state(seed))
         name = f"d{seed}.png"
         if not (folder / name).is_file():
             scenes.render(scene).save(folder / name)
-        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
+        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
     for seed in recoloured:
         rng = scenes.random_state(seed)
         scene = scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude)
         name = f"r{seed}.png"
         if not (folder / name).is_file():
             scenes.render(scene).save(folder / name)
-        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse))
+        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
@@ -281,17 +281,20 @@ def main(argv=None) -> int:
                         help="stage 1 never sees the held-out shape/colour pairs either")
     parser.add_argument("--reverse-questions", action="store_true",
                         help="stage 1 also asks which shape is red / on the left (colour and relation words as input)")
+    parser.add_argument("--side-questions", action="store_true",
+                        help="stage 1 also asks in which half of the image each kind of shape is")
     parser.add_argument("--recoloured-images", type=int, default=0,
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
     parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
-                             "the others), e.g. Color:600; repeat for several stages in turn")
+                             "the others); repeat for several stages in turn (default: one, Color:600; "
+                             "--bind none: no such stage)")
     parser.add_argument("--steps", type=int, default=2500, help="last stage's steps (all EvalAlign questions)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
-    parser.add_argument("--aspect-weights", default="",
+    parser.add_argument("--aspect-weights", default="Color=3",
                         help="last stage: relative chances of aspects' questions being drawn, e.g. Color=3,Spatial=2")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--vision", choices=("swin", "clip"), default="swin")
@@ -327,9 +330,11 @@ def main(argv=None) -> int:
     train_file, _ = write_split(
         work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
         describe_seeds=None if args.strict_pairs else range(3 * 10 ** 7, 3 * 10 ** 7 + args.describe_images),
-        recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images), reverse=args.reverse_questions)
+        recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images), reverse=args.reverse_questions,
+        sides=args.side_questions)
     held_file, held_items = write_split(work / "heldout", range(10 ** 6, 10 ** 6 + args.heldout_images),
-                                        include=HELD_OUT_COMBINATIONS, reverse=args.reverse_questions)
+                                        include=HELD_OUT_COMBINATIONS, reverse=args.reverse_questions,
+                                        sides=args.side_questions)
     print(f"scenes: {args.train_images} train images -> {sum(1 for _ in open(train_file))} annotations; "
           f"{args.heldout_images} held-out images ({time.time() - t0:.0f} s)")
     if args.install_from:
@@ -349,7 +354,7 @@ def main(argv=None) -> int:
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
             "compact_tokens": True, "keep_cls": args.keep_cls,
             "absolute_positions": True}
-    describe = scenes.describe_protocol(reverse=args.reverse_questions)
+    describe = scenes.describe_protocol(reverse=args.reverse_questions, sides=args.side_questions)
     (work / "describe_protocol.json").write_text(json.dumps(describe, indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
     # teach the new judge to see; stage 2: EvalAlign's questions, which compare the image with a prompt.
@@ -359,7 +364,8 @@ def main(argv=None) -> int:
     if args.describe_steps:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
-    for number, spec_text in enumerate(args.bind or ()):
+    binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]
+    for number, spec_text in enumerate(binds):
         aspects, _, steps = spec_text.rpartition(":")
         keep, name = set(aspects.split(",")), f"bind{number + 1}"
         for split in ("train", "heldout"):

@@ -315,11 +315,12 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
     return Claims(tuple(groups), relation)
 
 
-def describe_protocol(*, reverse: bool = True) -> dict:
+def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
-    colours before it learns EvalAlign's comparisons of an image with a prompt. ``reverse`` adds questions the
-    other way round, a colour or relation word in the question and a shape in the answer."""
+    colours before it learns EvalAlign's comparisons of an image with a prompt. ``sides`` adds in which half
+    each kind of shape is; ``reverse`` questions the other way round, a colour or relation word in the
+    question and a shape in the answer."""
     aspects = []
     for shape in SHAPES:
         noun = PLURAL[shape]
@@ -337,7 +338,7 @@ def describe_protocol(*, reverse: bool = True) -> dict:
                                 "template": f"<image>\nWhere are the {PLURAL[a]} relative to the {PLURAL[b]}?",
                                 "options": [{"label": "none", "score": 0}]
                                 + [{"label": r, "score": i + 1} for i, r in enumerate(RELATIONS)]})
-    for shape in SHAPES:  # one lookup (like its colour) that ties each shape to where it is
+    for shape in SHAPES if sides else ():  # one lookup (like its colour) tying each shape to its place
         aspects.append({"name": f"side_{shape}", "dimension": "describe",
                         "template": f"<image>\nIn which half of the image are the {PLURAL[shape]}?",
                         "options": [{"label": "none", "score": 0}]
@@ -356,10 +357,10 @@ def describe_protocol(*, reverse: bool = True) -> dict:
             "description": "Direct questions about synthetic shape scenes (training curriculum)", "aspects": aspects}
 
 
-def describe_annotations(scene: Scene, image: str, *, reverse: bool = True) -> list[dict]:
+def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, sides: bool = True) -> list[dict]:
     """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
     is relative to each other kind ("none" unless both are drawn), in which half of the image each kind is
-    (scenes with a relation: each group keeps to one half), which shape has each colour and which is
+    (with ``sides``; scenes with a relation only: each group keeps to one half), which shape has each colour and which is
     on the left (right, above, below) of the other (with ``reverse``), and the distortion. Shapes painted off the palette
     (:func:`recolour`) get no question that names or answers a colour.
 
@@ -387,7 +388,7 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True) -> l
                 relation = where.get((a, b))
                 rows.append({"image": image, "aspect": f"where_{a}_{b}",
                              "score": relations.index(relation) + 1 if relation else 0})
-    if scene.relation is not None and len(scene.groups) == 2:  # one group spreads over the image: not asked
+    if sides and scene.relation is not None and len(scene.groups) == 2:  # one group spreads: not asked
         first, second = scene.groups[0].shape, scene.groups[1].shape
         halves = list(HALVES)
         side = {first: scene.relation, second: OPPOSITE[scene.relation]}
