@@ -39,8 +39,7 @@ def write_split(folder: Path, seeds, prompts: int = 3):
         rng = scenes.random_state(seed)
         scene = scenes.random_scene(rng)
         name = f"{seed}.png"
-        if not (folder / name).is_file():
-            scenes.render(scene).save(folder / name)
+        scenes.render(scene).save(folder / name)  # always: an older generator's picture would not fit the truth
         prng = random.Random(seed)
         for k in range(prompts):
             claims = scene.claims() if k == 0 else scenes.perturb(scene, prng)
@@ -94,8 +93,7 @@ def write_split_scene_levels(folder: Path, seeds):
     for seed in seeds:
         scene = scenes.random_scene(scenes.random_state(seed))
         name = f"{seed}.png"
-        if not (folder / name).is_file():
-            scenes.render(scene).save(folder / name)
+        scenes.render(scene).save(folder / name)  # always: an older generator's picture would not fit the truth
         rows.append({"image": name, "aspect": "Drawn", "score": drawn_level(scene.level)})
         pairs.append((folder / name, scenes.claims_prompt(scene.claims())[0], drawn_level(scene.level)))
     path = folder / "annotations.jsonl"

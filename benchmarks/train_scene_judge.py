@@ -54,6 +54,8 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     the palette (``scenes.recolour``) to them; ``reverse`` / ``sides``: also those direct questions."""
     from evalalign_metric.training import scenes
 
+    # every image is drawn again (about a second per thousand): a folder left by an older generator would
+    # otherwise pair old pictures with new truth
     folder.mkdir(parents=True, exist_ok=True)
     rows, items, describe = [], [], []
     for seed in seeds:
@@ -67,8 +69,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
                                  scene.relation if others else None, scene.level, scene.seed)
         unseen = any((g.shape, g.colour) in HELD_OUT_COMBINATIONS for g in scene.groups)
         name = f"{seed}.png"
-        if not (folder / name).is_file():
-            scenes.render(scene).save(folder / name)
+        scenes.render(scene).save(folder / name)
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
         rows.extend(scene_rows)
         if describe_seeds is None:
@@ -77,15 +78,13 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     for seed in describe_seeds or ():
         scene = scenes.random_scene(scenes.random_state(seed))
         name = f"d{seed}.png"
-        if not (folder / name).is_file():
-            scenes.render(scene).save(folder / name)
+        scenes.render(scene).save(folder / name)
         describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
     for seed in recoloured:
         rng = scenes.random_state(seed)
         scene = scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude)
         name = f"r{seed}.png"
-        if not (folder / name).is_file():
-            scenes.render(scene).save(folder / name)
+        scenes.render(scene).save(folder / name)
         describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
