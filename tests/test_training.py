@@ -736,3 +736,38 @@ def test_each_group_of_a_relation_is_drawn_inside_the_half_its_side_question_nam
                     "below": ys.min() >= 32}[half], (seed, g)
             checked += 1
     assert checked > 100
+
+
+def test_the_trainer_draws_each_images_questions_by_aspect_weight(data_dir, base_judge, tmp_path):
+    import accelerate
+
+    from evalalign_metric.training.trainer import Trainer
+
+    two = {**YESNO, "aspects": YESNO["aspects"] + [
+        {"name": "Other", "dimension": "alignment", "template": "<image>\nIs it {prompt}? Answer yes or no.",
+         "options": [{"label": "yes", "score": 1}, {"label": "no", "score": 0}]}]}
+    (tmp_path / "two.json").write_text(json.dumps(two))
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    rows += [{**r, "aspect": "Other"} for r in rows]  # every image: two Match and two Other questions
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def asked(weights) -> collections.Counter:
+        cfg = _config(data_dir, tmp_path / "out", base_judge, batch_size=20)
+        cfg["protocol"] = str(tmp_path / "two.json")
+        cfg["data"] = {"train": [{"format": "jsonl", "path": str(tmp_path / "t.jsonl"), "image_root": str(data_dir)}],
+                       "questions_per_image": 1, "aspect_weights": weights}
+        trainer = Trainer(config_from_dict(cfg), progress=False)
+        trainer.accelerator = accelerate.Accelerator(cpu=True)
+        trainer._data()
+        trainer._model()
+        units = trainer._units(trainer.train_annotations)
+        counts = collections.Counter()
+        for micro in range(4):
+            batch = trainer._batch(units, 0, micro, trainer._micro_per_epoch(len(units)), {})
+            for ids in batch.input_ids:
+                counts["Other" if "Is it" in trainer.judge.tokenizer.decode(ids) else "Match"] += 1
+        return counts
+
+    even, heavy = asked({}), asked({"Other": 50})
+    assert sum(even.values()) == sum(heavy.values()) == 80  # one question per image, 20 images per batch
+    assert 25 < even["Other"] < 55 and heavy["Other"] > 70  # 100 / 102 = 0.98 of 80 by hand

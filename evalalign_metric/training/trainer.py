@@ -25,8 +25,8 @@ Example:
 from __future__ import annotations
 
 import math
-import random
 import os
+import random
 import shutil
 import sys
 import time
@@ -283,7 +283,7 @@ class Trainer:
             chosen = list(range(len(anns)))
             limit = cfg.data.questions_per_image
             if limit is not None and len(chosen) > limit:
-                weights = [self.aspect_weights.get(self.protocol.aspect(a.aspect).key, 1.0) for a in anns]
+                weights = [self.aspect_weights.get(a.aspect, 1.0) for a in anns]  # annotations hold aspect keys
                 chosen = draw_questions(weights, limit, sample_rng(seed, epoch, unit_index, "questions"))
             for j in chosen:
                 target = build_target(self.protocol, anns[j], augment=cfg.augment,
