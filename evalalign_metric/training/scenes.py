@@ -344,7 +344,7 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
                         "options": [{"label": "none", "score": 0}]
                         + [{"label": h, "score": i + 1} for i, h in enumerate(HALVES.values())]})
     kinds = [{"label": "none", "score": 0}] + [{"label": shape, "score": i + 1} for i, shape in enumerate(SHAPES)]
-    for colour in COLOURS if reverse else ():  # the other way round: a colour word in the question, a shape in the answer
+    for colour in COLOURS if reverse else ():  # the other way round: a colour word asked, a shape answered
         aspects.append({"name": f"shape_{colour}", "dimension": "describe",
                         "template": f"<image>\nWhich shape is {colour}?", "options": kinds})
     for relation in RELATIONS if reverse else ():
@@ -360,9 +360,9 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
 def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, sides: bool = True) -> list[dict]:
     """JSONL rows for :func:`describe_protocol`: every shape's count and colour, where each kind of shape
     is relative to each other kind ("none" unless both are drawn), in which half of the image each kind is
-    (with ``sides``; scenes with a relation only: each group keeps to one half), which shape has each colour and which is
-    on the left (right, above, below) of the other (with ``reverse``), and the distortion. Shapes painted off the palette
-    (:func:`recolour`) get no question that names or answers a colour.
+    (with ``sides``; scenes with a relation only: each group keeps to one half), which shape has each colour
+    and which is on the left (right, above, below) of the other (with ``reverse``), and the distortion.
+    Shapes painted off the palette (:func:`recolour`) get no question that names or answers a colour.
 
     Example:
         >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left", 3, seed=0)

@@ -179,7 +179,8 @@ class Trainer:
                 self.aspect_weights[self.protocol.aspect(name).key] = weight
             except ProtocolError:
                 raise InputError(f"data.aspect_weights names {name!r}, not an aspect of protocol "
-                                 f"{self.protocol.name!r}; expected one of {list(self.protocol.aspect_names)}") from None
+                                 f"{self.protocol.name!r}; expected one of {list(self.protocol.aspect_names)}"
+                                 ) from None
         self.eval_annotations, rep = _read(cfg.data.eval, self.protocol, "eval")
         self.eval_annotations = [a for a in self.eval_annotations if not is_unlabelled(a)]
         if cfg.data.eval:
