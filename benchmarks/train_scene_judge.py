@@ -58,6 +58,13 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     # otherwise pair old pictures with new truth
     folder.mkdir(parents=True, exist_ok=True)
     rows, items, describe = [], [], []
+
+    def draw(scene, name: str, *, asked: bool = True) -> str:
+        scenes.render(scene).save(folder / name)
+        if asked:
+            describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
+        return name
+
     for seed in seeds:
         rng = scenes.random_state(seed)
         scene = scenes.random_scene(rng, exclude=exclude)
@@ -68,24 +75,15 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
             scene = scenes.Scene((scenes.Group(shape, colour, first.count), *others),
                                  scene.relation if others else None, scene.level, scene.seed)
         unseen = any((g.shape, g.colour) in HELD_OUT_COMBINATIONS for g in scene.groups)
-        name = f"{seed}.png"
-        scenes.render(scene).save(folder / name)
+        name = draw(scene, f"{seed}.png", asked=describe_seeds is None)
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
         rows.extend(scene_rows)
-        if describe_seeds is None:
-            describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
-        scene = scenes.random_scene(scenes.random_state(seed))
-        name = f"d{seed}.png"
-        scenes.render(scene).save(folder / name)
-        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
+        draw(scenes.random_scene(scenes.random_state(seed)), f"d{seed}.png")
     for seed in recoloured:
         rng = scenes.random_state(seed)
-        scene = scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude)
-        name = f"r{seed}.png"
-        scenes.render(scene).save(folder / name)
-        describe.extend(scenes.describe_annotations(scene, name, reverse=reverse, sides=sides))
+        draw(scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude), f"r{seed}.png")
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))

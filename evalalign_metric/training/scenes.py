@@ -377,21 +377,17 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, side
         if g is None or g.colour in COLOURS:
             rows.append({"image": image, "aspect": f"colour_{shape}",
                          "score": list(COLOURS).index(g.colour) + 1 if g else 0})
-    relations = list(RELATIONS)
-    where = {}
+    # where each kind keeps to (a relation puts each group in one half): every position question derives from it
+    side = {}
     if scene.relation is not None and len(scene.groups) == 2:
-        first, second = scene.groups[0].shape, scene.groups[1].shape
-        where = {(first, second): scene.relation, (second, first): OPPOSITE[scene.relation]}
+        side = {scene.groups[0].shape: scene.relation, scene.groups[1].shape: OPPOSITE[scene.relation]}
+    relations, halves = list(RELATIONS), list(HALVES)
     for a in SHAPES:
         for b in SHAPES:
             if a != b:
-                relation = where.get((a, b))
                 rows.append({"image": image, "aspect": f"where_{a}_{b}",
-                             "score": relations.index(relation) + 1 if relation else 0})
-    if sides and scene.relation is not None and len(scene.groups) == 2:  # one group spreads: not asked
-        first, second = scene.groups[0].shape, scene.groups[1].shape
-        halves = list(HALVES)
-        side = {first: scene.relation, second: OPPOSITE[scene.relation]}
+                             "score": relations.index(side[a]) + 1 if a in side and b in side else 0})
+    if sides and side:  # one group spreads over the image: not asked
         for shape in SHAPES:
             rows.append({"image": image, "aspect": f"side_{shape}",
                          "score": halves.index(side[shape]) + 1 if shape in side else 0})
@@ -402,13 +398,8 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, side
             if len(shapes) < 2:  # two groups of one colour have no single answer: not asked
                 rows.append({"image": image, "aspect": f"shape_{colour}", "score": kinds[shapes[0]] if shapes else 0})
     for relation in RELATIONS if reverse else ():
-        answer = 0
-        if scene.relation is not None and len(scene.groups) == 2:
-            if scene.relation == relation:
-                answer = kinds[scene.groups[0].shape]
-            elif OPPOSITE[scene.relation] == relation:
-                answer = kinds[scene.groups[1].shape]
-        rows.append({"image": image, "aspect": f"shape_{relation}", "score": answer})
+        there = [shape for shape, where in side.items() if where == relation]
+        rows.append({"image": image, "aspect": f"shape_{relation}", "score": kinds[there[0]] if there else 0})
     rows.append({"image": image, "aspect": "distortion", "score": scene.level})
     return rows
 
