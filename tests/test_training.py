@@ -542,6 +542,8 @@ def test_cli_train_prints_a_summary(data_dir, base_judge, tmp_path, capsys):
     ({"data": {"train": [{"format": "csv", "path": "x"}]}}, r"config.data.train\[0\].format"),
     ({"push_to_hub": {"repo_id": "nope"}}, "config.push_to_hub.repo_id"),
     ({"extra": 1}, r"config has unknown key\(s\) \['extra'\]"),
+    ({"training": {"freeze": "model.*"}}, "config.training.freeze must be a list of parameter-name patterns"),
+    ({"training": {"freeze": [""]}}, r"config.training.freeze\[0\] must be a non-empty string"),
 ])
 def test_config_errors_name_the_key(change, message):
     raw = {"output_dir": "o", "model": {"base": "b"}, "data": {"train": [{"format": "jsonl", "path": "t"}]}}
@@ -771,3 +773,52 @@ def test_the_trainer_draws_each_images_questions_by_aspect_weight(data_dir, base
     even, heavy = asked({}), asked({"Other": 50})
     assert sum(even.values()) == sum(heavy.values()) == 80  # one question per image, 20 images per batch
     assert 25 < even["Other"] < 55 and heavy["Other"] > 70  # 100 / 102 = 0.98 of 80 by hand
+
+
+def test_frozen_parameters_keep_their_values_and_the_rest_trains(data_dir, base_judge, tmp_path):
+    from safetensors.torch import load_file
+
+    from evalalign_metric.training import train
+
+    cfg = _config(data_dir, tmp_path / "out", base_judge, max_steps=3, freeze=["model.multi_modal_projector.*"])
+    train(cfg, progress=False, log=lambda m: None)
+    before = load_file(str(base_judge / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    projector = [k for k in before if "multi_modal_projector" in k]
+    assert len(projector) == 4 and all(torch.equal(before[k], after[k]) for k in projector)
+    assert not torch.equal(before["language_model.model.layers.0.mlp.up_proj.weight"],
+                           after["language_model.model.layers.0.mlp.up_proj.weight"])
+    assert not any("multi_modal_projector" in k for k in _trainable(tmp_path / "out"))  # nor checkpointed
+
+
+def test_a_freeze_pattern_matching_no_parameter_is_refused(data_dir, base_judge, tmp_path):
+    from evalalign_metric.training import train
+
+    cfg = _config(data_dir, tmp_path / "out", base_judge, max_steps=1, freeze=["model.projector.*"])
+    with pytest.raises(InputError, match=r"training.freeze: pattern 'model.projector.\*' matches no parameter"):
+        train(cfg, progress=False, log=lambda m: None)
+
+
+def test_feature_layers_hand_the_projector_several_vision_stages_concatenated(tmp_path):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.training.build import BuildSpec, build_judge
+
+    spec = BuildSpec(image_size=16, patch_size=4, vision_hidden=8, vision_layers=2, vision_heads=1, window_size=2,
+                     text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300,
+                     feature_layers=[1, -1])
+    path = build_judge(spec, tmp_path / "j", corpus=["a red circle"] * 4)
+    model = LlavaForConditionalGeneration.from_pretrained(path).eval()
+    assert model.config.vision_feature_layer == [1, -1]
+    assert model.model.multi_modal_projector.linear_1.in_features == 2 * 16  # both stages: 16 channels each
+    pixels = load_judge(path, cache=False).prepare_image(Image.new("RGB", (16, 16), "red"))[0]["pixel_values"]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+        expected = model.model.multi_modal_projector(torch.cat([hidden[1], hidden[-1]], dim=-1))
+        features = model.model.get_image_features(pixel_values=pixels)
+    features = features.pooler_output if hasattr(features, "pooler_output") else features
+    assert torch.allclose(torch.cat(list(features)).reshape(expected.shape), expected, atol=1e-6)
+    with pytest.raises(InputError, match="model.build.feature_layers must be a non-empty list"):
+        BuildSpec(feature_layers=[])

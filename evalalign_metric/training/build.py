@@ -62,6 +62,9 @@ class BuildSpec:
     # Swin: learned absolute position embeddings. Without them its image tokens are alike wherever a shape is,
     # and left/right must be inferred from token order alone (CLIP's ViT always has them).
     absolute_positions: bool = True
+    # which vision hidden states the projector reads, concatenated along channels (LLaVA's
+    # ``vision_feature_layer``); an early one keeps the patch positions that deep layers wash out
+    feature_layers: tuple[int, ...] = (-1,)
     seed: int = 0
 
     def __post_init__(self):
@@ -75,6 +78,12 @@ class BuildSpec:
         if self.image_size % self.token_cell:
             raise InputError(f"model.build.image_size ({self.image_size}) must be a multiple of the vision "
                              f"token cell ({self.token_cell} px)")
+        layers = self.feature_layers
+        if isinstance(layers, list):
+            object.__setattr__(self, "feature_layers", layers := tuple(layers))
+        if (not isinstance(layers, tuple) or not layers
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
+            raise InputError(f"model.build.feature_layers must be a non-empty list of layer indices; got {layers!r}")
         get_chat_format(self.chat_format)
 
     @property
@@ -211,7 +220,9 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
     vision, text, strategy, extra_tokens = _configs(spec, len(tok), tok)
     torch.manual_seed(spec.seed)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
-                         vision_feature_select_strategy=strategy, vision_feature_layer=-1)
+                         vision_feature_select_strategy=strategy,
+                         vision_feature_layer=spec.feature_layers[0] if len(spec.feature_layers) == 1
+                         else list(spec.feature_layers))
     model = LlavaForConditionalGeneration(config)
     embeddings = model.model.vision_tower.embeddings
     if spec.vision == "swin" and embeddings.position_embeddings is not None:

@@ -116,6 +116,8 @@ class TrainingConfig:
     train_on_suffix: bool = True
     # run the language model on each image's shared prefix once, its questions packed behind it (same loss)
     pack_questions: bool = True
+    # parameter-name patterns (fnmatch, e.g. "model.vision_tower.*") left untouched by training
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -299,13 +301,19 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
                              f"got {section.target_modules!r}")
         return section
 
+    def patterns(value, where):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise InputError(f"{where} must be a list of parameter-name patterns; got {value!r}")
+        return tuple(_typed(v, "str", f"{where}[{i}]") for i, v in enumerate(value))
+
     def training(value, where):
         section = _section(value, TrainingConfig, where, {
             "epochs": "num+", "max_steps": "int+", "batch_size": "int+", "grad_accum": "int+", "lr": "num+",
             "min_lr_ratio": "prob", "weight_decay": "num0", "warmup_steps": "int0", "max_grad_norm": "num+",
             "seed": "int0", "checkpoint_every": "int+", "keep_checkpoints": "int+", "eval_every": "int+",
             "eval_max_images": "int+", "log_every": "int+", "resume": "bool", "train_on_suffix": "bool",
-            "pack_questions": "bool", "method": "str", "scheduler": "str", "precision": "str"}, lora=lora)
+            "pack_questions": "bool", "method": "str", "scheduler": "str", "precision": "str"}, lora=lora,
+            freeze=patterns)
         for key, allowed in (("method", METHODS), ("scheduler", SCHEDULERS), ("precision", PRECISIONS)):
             if getattr(section, key) not in allowed:
                 raise InputError(f"{where}.{key} must be one of {list(allowed)}; got {getattr(section, key)!r}")

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import random
@@ -140,6 +141,28 @@ def draw_questions(weights: Sequence[float], k: int, rng: random.Random) -> list
     return sorted(sorted(range(len(weights)), key=keys.__getitem__, reverse=True)[:k])
 
 
+def freeze_parameters(model: torch.nn.Module, patterns: Sequence[str], where: str = "training.freeze") -> int:
+    """Stop training the parameters whose names match any of ``patterns`` (fnmatch); returns how many
+    tensors were frozen. A pattern that matches no parameter is an error (a typo would silently train it).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+        >>> freeze_parameters(net, ["0.*"]), [n for n, p in net.named_parameters() if p.requires_grad]
+        (2, ['1.weight', '1.bias'])
+    """
+    names = [name for name, _ in model.named_parameters()]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            raise InputError(f"{where}: pattern {pattern!r} matches no parameter of the model "
+                             f"(names look like {names[0]!r}, {names[len(names) // 2]!r})")
+    frozen = 0
+    for name, p in model.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen
+
+
 class Trainer:
     """One training run of ``config`` (see the module docstring).
 
@@ -237,6 +260,7 @@ class Trainer:
         else:
             for p in model.parameters():
                 p.requires_grad_(True)
+        freeze_parameters(model, training.freeze)
         self.judge = Judge(model, loaded.processor, backend=loaded.backend, chat_format=loaded.chat_format,
                            pad_to_square=loaded.pad_to_square)
         self.model = model
