@@ -299,6 +299,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-hidden", type=int, default=64)
     parser.add_argument("--vision-layers", type=int, default=2)
     parser.add_argument("--vision-heads", type=int, default=4)
+    parser.add_argument("--window", type=int, default=4, help="Swin attention window (tokens per side)")
+    parser.add_argument("--freeze-projector", action="store_true",
+                        help="keep the projector as built: it is where training loses the image tokens' positions")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
@@ -347,7 +350,7 @@ def main(argv=None) -> int:
     vocabulary = 3 * ([a.template for a in load_protocol("imatch").aspects] + [e["prompt"] for e in alignment_prompts()])
     spec = {"image_size": 64, "vision": args.vision, "patch_size": args.patch_size,
             "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
-            "vision_heads": args.vision_heads, "window_size": 4, "text_hidden": args.text_hidden,
+            "vision_heads": args.vision_heads, "window_size": args.window, "text_hidden": args.text_hidden,
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
             "compact_tokens": True, "keep_cls": args.keep_cls,
             "absolute_positions": True}
@@ -381,7 +384,8 @@ def main(argv=None) -> int:
         "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
                      "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05, "checkpoint_every": 200,
                      "eval_every": 500, "eval_max_images": 60, "log_every": 50, "seed": 0,
-                     "resume": not args.fresh},
+                     "resume": not args.fresh,
+                     "freeze": ["model.multi_modal_projector.*"] if args.freeze_projector else []},
         "augment": {"lighting": True, "lighting_strength": 0.1},
     }) for name, protocol, data, steps, batch, lr, per_image in stages]
     if args.base:
