@@ -103,7 +103,8 @@ def report(details: list[dict]) -> None:
                 counts[kind][2] += len(t_set)
         ex, sj = counts["exact"], counts["subject"]
         print(f"{aspect:8s} | {ratio(applies, len(details)):>9s} {ratio(tp, tp + fp):>7s} {ratio(tp, tp + fn):>7s} | "
-              f"{ratio(ex[0], ex[1]):>7s} {ratio(ex[0], ex[2]):>7s} | {ratio(sj[0], sj[1]):>7s} {ratio(sj[0], sj[2]):>7s}"
+              f"{ratio(ex[0], ex[1]):>7s} {ratio(ex[0], ex[2]):>7s} | "
+              f"{ratio(sj[0], sj[1]):>7s} {ratio(sj[0], sj[2]):>7s}"
               f" | {ex[2]:5d} {ex[1]:5d}")
 
 

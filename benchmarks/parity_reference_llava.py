@@ -325,9 +325,12 @@ def _compare(dst: Path, ref: dict, spec: dict, work: Path) -> dict:
             stats["max_prob_diff"] = max(stats["max_prob_diff"],
                                          (torch.softmax(torch.stack(ours), 0) - theirs_p).abs().max().item())
             stats["max_prob_diff_unmasked"] = max(
-                stats["max_prob_diff_unmasked"], (torch.softmax(torch.stack(ours_full), 0) - theirs_p).abs().max().item())
-    stats["passes"] = bool(stats["ids_equal"] and stats["prompts_equal"] and stats["max_logit_diff"] <= LOGIT_TOLERANCE
-                           and stats["max_logprob_diff"] <= LOGIT_TOLERANCE and stats["max_prob_diff"] <= PROB_TOLERANCE)
+                stats["max_prob_diff_unmasked"],
+                (torch.softmax(torch.stack(ours_full), 0) - theirs_p).abs().max().item())
+    stats["passes"] = bool(stats["ids_equal"] and stats["prompts_equal"]
+                           and stats["max_logit_diff"] <= LOGIT_TOLERANCE
+                           and stats["max_logprob_diff"] <= LOGIT_TOLERANCE
+                           and stats["max_prob_diff"] <= PROB_TOLERANCE)
     return stats
 
 

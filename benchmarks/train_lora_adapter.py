@@ -246,7 +246,8 @@ def main(argv=None) -> int:
                  "questions_per_image": args.questions_per_image},
         "training": {"method": "lora", "max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                      "lora": {"r": args.r, "alpha": args.alpha, "dropout": 0.0,
-                              "target_modules": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$",
+                              "target_modules": (r".*language_model.*\."
+                                                 r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"),
                               "modules_to_save": ["lm_head"]},
                      "warmup_steps": 30, "scheduler": "cosine", "min_lr_ratio": 0.05, "checkpoint_every": 100,
                      "log_every": 25, "seed": 0, "resume": not args.fresh, "eval_max_images": 60},

@@ -225,6 +225,7 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
                               "see README.md")
     sidecar["heldout_agreement"] = heldout
     (staging / "evalalign_judge.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+
     def cell(v, key):
         return f"{v[key]:.3f}" if key in v else "-"
 
@@ -347,7 +348,8 @@ def main(argv=None) -> int:
         print(f"installed: {target} (fp16 weights); its held-out agreement:")
         print_table({}, installed)
         return 0 if all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v) else 1
-    vocabulary = 3 * ([a.template for a in load_protocol("imatch").aspects] + [e["prompt"] for e in alignment_prompts()])
+    vocabulary = 3 * ([a.template for a in load_protocol("imatch").aspects]
+                      + [e["prompt"] for e in alignment_prompts()])
     spec = {"image_size": 64, "vision": args.vision, "patch_size": args.patch_size,
             "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
             "vision_heads": args.vision_heads, "window_size": args.window, "text_hidden": args.text_hidden,

@@ -35,6 +35,7 @@ from evalalign_metric.errors import EvalAlignError, InputError, require_extra
 
 __all__ = ["fsync_dir", "json_safe", "read_data_file", "read_json", "read_text", "read_yaml", "write_atomic"]
 
+
 def _named(what: str, path: str | os.PathLike) -> str:
     return f"{what} {os.fspath(path)!r}"
 

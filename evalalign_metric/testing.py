@@ -193,7 +193,7 @@ def build_tiny_judge(
         )
         processor = LlavaNextProcessor(image_processor=next_processor, tokenizer=tok, patch_size=patch_size,
                                        vision_feature_select_strategy="default", chat_template=template,
-                                   num_additional_image_tokens=1)
+                                       num_additional_image_tokens=1)
     else:
         raise ValueError(f"architecture={architecture!r}; expected 'llava' or 'llava_next'")
     model.config.pad_token_id = tok.pad_token_id

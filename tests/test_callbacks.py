@@ -149,8 +149,7 @@ def test_single_process_scores_logs_every_aspect_and_saves(judge_dir, tmp_path):
     for i, image in enumerate(images):
         assert np.array_equal(np.asarray(Image.open(folder / f"{i:03d}.png")), np.asarray(image))
     records = json.loads((folder / "prompts.json").read_text())
-    assert [(r["prompt"], r["elements"], r["seed"]) for r in records] == list(zip(prompts, elements,
-                                                                                 [5, 6, 7, 8]))
+    assert [(r["prompt"], r["elements"], r["seed"]) for r in records] == list(zip(prompts, elements, [5, 6, 7, 8]))
     _assert_same(json.loads((folder / "scores.json").read_text()), expected, abs_tol=0)
 
 
@@ -178,6 +177,7 @@ def test_offload_moves_the_judge_back_to_cpu_and_frees_memory(judge_dir, monkeyp
 
     moves, collections = [], []
     original_to = Judge.to
+
     def recording_to(self, device=None, dtype=None):
         moves.append(str(device))
         return original_to(self, device, dtype)

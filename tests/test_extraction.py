@@ -139,7 +139,7 @@ def line_responder(values: dict[str, str], *, on_retry: dict[str, str] | None = 
 
 @pytest.fixture(scope="module")
 def tiny_bytelevel():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig
 
     from evalalign_metric.testing import build_tiny_tokenizer
 

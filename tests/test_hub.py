@@ -273,7 +273,7 @@ def test_repo_id_converts_once_scores_and_works_offline(hub):
     second = _client(hub, "score", {"model": f"{ORG}/judge"}, offline=True)
     assert json.dumps(second, sort_keys=True) == json.dumps(first, sort_keys=True)
     assert (path / "config.json").stat().st_mtime_ns == stamp
-    offline = list(_client(hub, "errors", {"cases": [[f"{ORG}/judge", {"revision": hub["shas"]["old"]}],
-                                                      [f"{ORG}/never-seen", {}]]}, offline=True).values())
+    cases = [[f"{ORG}/judge", {"revision": hub["shas"]["old"]}], [f"{ORG}/never-seen", {}]]
+    offline = list(_client(hub, "errors", {"cases": cases}, offline=True).values())
     assert offline[0][0] == "ok"  # the pinned revision fetched earlier is served from the cache too
     assert offline[1][0] == "OfflineCacheMissError"

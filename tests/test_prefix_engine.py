@@ -47,7 +47,7 @@ def _images():
     noise = [Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=gen, dtype=torch.uint8).numpy())
              for h, w in ((24, 40), (33, 17), (16, 16))]
     plain = [Image.new("RGB", size, colour) for size, colour in (((24, 16), "red"), ((20, 30), "blue"),
-                                                                  ((48, 48), "white"))]
+                                                                 ((48, 48), "white"))]
     return noise + plain
 
 

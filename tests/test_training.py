@@ -15,9 +15,9 @@ import torch
 from PIL import Image, ImageEnhance
 
 from evalalign_metric.errors import InputError
-from evalalign_metric.protocol import load_protocol, protocol_from_dict
+from evalalign_metric.protocol import load_protocol
 from evalalign_metric.training import scenes
-from evalalign_metric.training.annotations import Annotation, check_images
+from evalalign_metric.training.annotations import Annotation
 from evalalign_metric.training.augment import (
     IMATCH_PHRASINGS,
     AugmentConfig,
@@ -121,7 +121,7 @@ def test_llava_reader_parses_protocol_questions_and_answers(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(records))
     got = read_llava(tmp_path / "c.json", p)
     assert [(a.aspect, a.score, a.elements) for a in got] == [("alignment/Color", 1.0, "car: red;"),
-                                                            ("faithfulness/body", None, None)]
+                                                              ("faithfulness/body", None, None)]
     # the same question rendered again from the annotation is byte-identical to the file's
     assert build_target(p, got[0]).question == records[0]["conversations"][0]["value"]
     assert match_question(p, "<image>\nWhat is this?") is None
@@ -129,7 +129,8 @@ def test_llava_reader_parses_protocol_questions_and_answers(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda r: r["conversations"][1].update(value="7"), r"record 0 \(id 'x1'\): field conversations\[1\]\.value"),
-    (lambda r: r["conversations"][0].update(value="<image>\nHow old?"), r"field conversations\[0\]\.value: not a question"),
+    (lambda r: r["conversations"][0].update(value="<image>\nHow old?"),
+     r"field conversations\[0\]\.value: not a question"),
     (lambda r: r.pop("image"), "field image"),
     (lambda r: r["conversations"].pop(), "field conversations"),
 ])
@@ -489,7 +490,8 @@ def test_lora_adapter_is_saved_alone_and_loads_through_the_metric(data_dir, base
 
     base = load_judge(base_judge, cache=False)
     unmerged = peft.PeftModel.from_pretrained(base.model, str(out))
-    reference = EvalAlignScore(judge=Judge(unmerged, base.processor, backend=base.backend, chat_format=base.chat_format),
+    reference = EvalAlignScore(judge=Judge(unmerged, base.processor, backend=base.backend,
+                                           chat_format=base.chat_format),
                                protocol=str(out / "protocol.json"))
     reference.update(images, prompts)
     assert abs(float(merged) - float(reference.compute()["alignment/Match"])) < 1e-5
@@ -575,7 +577,8 @@ def test_scene_truth_by_hand():
     assert scenes.alignment_truth(scene, wrong) == {"Object": 1, "Count": 0, "Color": 1, "Spatial": 0}
     swapped = scenes.Claims((scenes.Group("square", "blue", 1), scenes.Group("circle", "red", 2)), "right")
     assert scenes.alignment_truth(scene, swapped)["Spatial"] == 2  # the same relation, seen from the square
-    assert scenes.imatch_truth(scene, exact) == 5.0 and scenes.imatch_truth(scene, wrong) == 1.0 + 4.0 * 2 / 7  # 2 of 7 claims hold
+    assert scenes.imatch_truth(scene, exact) == 5.0
+    assert scenes.imatch_truth(scene, wrong) == 1.0 + 4.0 * 2 / 7  # 2 of 7 claims hold
 
 
 def test_scene_rendering_is_deterministic_and_rows_are_readable(tmp_path):
@@ -658,7 +661,8 @@ def test_swin_judges_know_where_their_image_tokens_are(tmp_path):
                            corpus=["a red circle"] * 4)
         model = LlavaForConditionalGeneration.from_pretrained(path).eval()
         with torch.no_grad():
-            tokens = model.model.vision_tower(torch.full((1, 3, 16, 16), 0.3), output_hidden_states=True).hidden_states[-1]
+            tokens = model.model.vision_tower(torch.full((1, 3, 16, 16), 0.3),
+                                              output_hidden_states=True).hidden_states[-1]
         assert tokens.shape[1] == 16  # a 4x4 grid of tokens
         spread[positions] = (tokens - tokens.mean(1, keepdim=True)).abs().max().item()
     assert spread[False] < 1e-5 < 1e-2 < spread[True]

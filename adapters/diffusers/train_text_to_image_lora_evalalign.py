@@ -209,8 +209,8 @@ def main(argv=None) -> None:
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=args.max_train_steps * accelerator.num_processes)
     unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, loader, lr_scheduler)
-    accelerator.init_trackers("text2image-lora-evalalign", config={k: v for k, v in vars(args).items()
-                                                                  if isinstance(v, (int, float, str, bool))})
+    tracked = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+    accelerator.init_trackers("text2image-lora-evalalign", config=tracked)
 
     # The validation pipeline shares the modules being trained, so it always sees the current LoRA weights.
     pipeline = DiffusionPipeline.from_pretrained(

@@ -23,8 +23,8 @@ from evalalign_metric.commands._args import add_command, add_progress_options
 
 
 def register(subparsers) -> None:
-    parser = add_command(subparsers, "train", help="train or fine-tune a judge on annotations (LoRA or full; resumable)",
-                         doc=__doc__)
+    parser = add_command(subparsers, "train",
+                         help="train or fine-tune a judge on annotations (LoRA or full; resumable)", doc=__doc__)
     parser.add_argument("--config", required=True, help="training configuration (.json, .yaml or .yml)")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")

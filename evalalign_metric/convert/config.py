@@ -4,7 +4,8 @@ Original field                -> native field
 ``mm_vision_tower``           -> ``vision_config`` (read from the tower)
 ``mm_projector_type``         -> ``projector_hidden_act`` (only ``mlp2x_gelu`` maps onto the native projector)
 ``mm_vision_select_layer``    -> ``vision_feature_layer``
-``mm_vision_select_feature``  -> ``vision_feature_select_strategy`` (``patch`` -> ``default``, ``cls_patch`` -> ``full``)
+``mm_vision_select_feature``  -> ``vision_feature_select_strategy``
+                                 (``patch`` -> ``default``, ``cls_patch`` -> ``full``)
 ``mm_patch_merge_type``       -> ``LlavaNextConfig`` with one tile when it is ``spatial_unpad`` (image_newline)
 every Llama field             -> ``text_config``
 

@@ -8,10 +8,10 @@
 - Anything else is tried as a Hub id (served from the local Hugging Face cache when offline).
 
 Example:
-    >>> load_extraction_model("/no/such/model")
+    >>> load_extraction_model("/no/such/model")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    evalalign_metric.errors.JudgeLoadError: could not load the extraction model '/no/such/model': '/no/such/model' does not exist
+    evalalign_metric.errors.JudgeLoadError: could not load the extraction model '/no/such/model': ... does not exist
 """
 
 from __future__ import annotations

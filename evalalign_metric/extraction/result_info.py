@@ -22,10 +22,10 @@ Example:
     (' birds: two; fence: a; carrots: three', 'birds: two; fence: a; carrots: three;')
     >>> parse_aspect("Color", "none;").applies
     False
-    >>> parse_aspect("Count", "cat: red;")
+    >>> parse_aspect("Count", "cat: red;")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    evalalign_metric.extraction.errors.ElementsParseError: Count elements 'cat: red;': quantity 'red' of 'cat' is not a number or quantifier (e.g. 'a', 'two', 'some', 'several')
+    evalalign_metric.extraction.errors.ElementsParseError: Count elements ... quantity 'red' of 'cat' is not a number...
 """
 
 from __future__ import annotations
@@ -251,10 +251,10 @@ def parse_answer(text: str) -> dict[str, str]:
         >>> parse_answer("Object: cat\\nCount: cat: a\\nColor: none\\nStyle: none\\nSpatial: none\\n"
         ...              "Action: none\\n\\nPrompt: a dog")["Object"]
         'cat;'
-        >>> parse_answer("Object: cat;\\nCount: cat: a;\\n\\nColor: none")
+        >>> parse_answer("Object: cat;\\nCount: cat: a;\\n\\nColor: none")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        evalalign_metric.extraction.errors.ElementsParseError: answer 'Object: cat;\\nCount: cat: a;\\n\\nColor: none': the answer ends after Object, Count; missing aspect lines for Color, Style, Spatial, Action
+        evalalign_metric.extraction.errors.ElementsParseError: answer ... ends after Object, Count; missing aspect...
     """
     if not isinstance(text, str):
         raise ElementsParseError(None, repr(text)[:80], f"answer must be text; got {type(text).__name__}")

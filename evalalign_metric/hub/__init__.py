@@ -21,5 +21,6 @@ from evalalign_metric.hub.resolve import converted_root, download_original, reso
 __all__ = [
     "DiskFullError", "DownloadInterruptedError", "HubFileMissingError", "JudgeSpec",
     "OfflineCacheMissError", "RepoNotFoundError", "RevisionNotFoundError", "available_judges",
-    "converted_root", "download_original", "is_adapter_dir", "judge_spec", "merge_adapter", "register_judge", "resolve_model", "tower_downloader",
+    "converted_root", "download_original", "is_adapter_dir", "judge_spec", "merge_adapter", "register_judge",
+    "resolve_model", "tower_downloader",
 ]

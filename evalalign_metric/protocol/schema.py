@@ -241,7 +241,8 @@ def _option_from_dict(raw: Any, where: str) -> Option:
     if "score" not in raw:
         raise ProtocolError(f"{where}.score is missing (use null for a not-applicable option)")
     score = raw["score"]
-    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)):
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
+                              or not math.isfinite(score)):
         raise ProtocolError(f"{where}.score must be a finite number or null; got {score!r}")
     return Option(label=label, score=None if score is None else float(score))
 

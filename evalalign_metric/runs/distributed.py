@@ -66,7 +66,7 @@ class DistContext:
 
     def shard(self, items: Sequence) -> list:
         """This rank's share: every ``world_size``-th item starting at ``rank``."""
-        return list(items[self.rank :: self.world_size])
+        return list(items[self.rank::self.world_size])
 
     def setup(self) -> bool:
         """Join (or create) the process group; a no-op in a single process. Returns whether this call

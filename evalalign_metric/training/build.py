@@ -33,7 +33,6 @@ import torch
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.judge.chat import SIDECAR_NAME, SIDECAR_VERSION, get_chat_format
-from evalalign_metric.protocol import Protocol
 
 IMAGE_TOKEN = "<image>"
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]

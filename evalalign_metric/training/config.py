@@ -264,7 +264,8 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
         return DataConfig(train=_sources(value["train"], f"{where}.train", base),
                           eval=_sources(value.get("eval"), f"{where}.eval", base),
                           unlabelled=_sources(value.get("unlabelled"), f"{where}.unlabelled", base),
-                          questions_per_image=None if qpi is None else _typed(qpi, "int+", f"{where}.questions_per_image"),
+                          questions_per_image=(None if qpi is None
+                                               else _typed(qpi, "int+", f"{where}.questions_per_image")),
                           aspect_weights={str(k): float(v) for k, v in weights.items()})
 
     def model(value, where):

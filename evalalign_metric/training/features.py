@@ -55,7 +55,8 @@ class TargetEncoder:
         if key not in self._suffix:
             tok = self.judge.tokenizer
             base = tok(prompt_text + fmt.answer_prefix + label, add_special_tokens=True)["input_ids"]
-            full = tok(prompt_text + fmt.answer_prefix + label + fmt.answer_suffix, add_special_tokens=True)["input_ids"]
+            full = tok(prompt_text + fmt.answer_prefix + label + fmt.answer_suffix,
+                       add_special_tokens=True)["input_ids"]
             tail = tuple(full[len(base):]) if full[: len(base)] == base and len(full) > len(base) else ()
             if not tail and tok.eos_token_id is not None:
                 tail = (tok.eos_token_id,)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from evalalign_metric.errors import JudgeLoadError, require_extra
 
+
 def apply_lora(model, config):
     """Wrap ``model`` with LoRA layers on ``config.target_modules`` (a regex or a list of module names)."""
     peft = require_extra("peft", "train", "LoRA training")

@@ -123,7 +123,7 @@ def read_llava(path, protocol: Protocol | str = "evalalign") -> list[Annotation]
     out = []
     for i, record in enumerate(data):
         where = f"{_name(path)} record {i}" + (f" (id {record.get('id')!r})" if isinstance(record, dict)
-                                                and "id" in record else "")
+                                               and "id" in record else "")
         if not isinstance(record, Mapping):
             raise InputError(f"{where}: expected an object with 'image' and 'conversations'")
         image = record.get("image")

@@ -44,7 +44,7 @@ from evalalign_metric.training import checkpoint as ckpt
 from evalalign_metric.training.annotations import Annotation, ReadReport, group_by_image
 from evalalign_metric.training.augment import augment_image, sample_rng
 from evalalign_metric.training.config import TrainConfig, TrainingConfig, config_to_dict
-from evalalign_metric.training.features import AnswerLoss, TargetEncoder, base_model, collate
+from evalalign_metric.training.features import AnswerLoss, TargetEncoder, collate
 from evalalign_metric.training.pseudo import (
     annotations_from_json,
     annotations_to_json,
@@ -93,7 +93,8 @@ class TrainResult:
     is_main_process: bool = True
 
     def summary(self) -> str:
-        lines = [f"judge saved to {self.output_dir}" + (f" (resumed from {self.resumed_from})" if self.resumed_from else ""),
+        resumed = f" (resumed from {self.resumed_from})" if self.resumed_from else ""
+        lines = [f"judge saved to {self.output_dir}" + resumed,
                  f"optimizer steps: {self.steps}; last loss: "
                  + ("n/a" if self.last_loss is None else f"{self.last_loss:.4f}") + f"; time {self.seconds:.0f} s"
                  + (f"; {self.processes} processes" if self.processes > 1 else "")]
