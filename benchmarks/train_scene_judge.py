@@ -6,12 +6,17 @@ asked the EvalAlign alignment questions that apply (Object, Count, Color, Spatia
 claims), plus the faithfulness questions (object and common = distortion level 0-4; body, Hand and face
 = -1, not applicable). A judge is built from a config and trained with ``evalalign_metric.training.train``.
 
-Curriculum: stage 1 asks direct questions (how many circles? what colour are the squares? where are the
-triangles relative to the circles? how distorted?) about scenes drawn from the whole palette, teaching a judge
-built from scratch to see (what a pretrained MLLM brings); ``--bind`` adds stages on the aspects slow
-to form among the others (Color: a colour word of the prompt checked against one shape's colour); the last
-stage asks all of EvalAlign's questions. The EvalAlign training rows never draw or name the held-out
-(shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them either).
+Curriculum: stage 1 asks direct questions (how many circles? what colour are the squares? in which half are
+the triangles? where are they relative to the circles? how distorted?) about scenes drawn from the whole
+palette, teaching a judge built from scratch to see (what a pretrained MLLM brings); ``--bind`` adds stages
+on the aspects slow to form among the others (Color: a colour word of the prompt checked against one shape's
+colour); the last stage asks all of EvalAlign's questions. The EvalAlign training rows never draw or name
+the held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them
+either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector`` trains
+it): trained, it drops the image tokens' positions, which the vision tower keeps
+(``benchmarks/probe_image_positions.py``: a linear probe tells a shape token's left or right half from the
+language model's input at 0.998 when built, 0.685 after stage 1 with a trained projector, 0.785 with a frozen
+one; top or bottom: 0.999, 0.694, 0.942; from the tower's output at 0.996 or more in every case).
 
 Held-out check: scenes from new seeds, every other one holding a held-out pair named by its prompts, scored
 with ``evalalign_metric.functional.score_images`` (the metric's scoring, QAlign expectation): per aspect,
@@ -174,7 +179,8 @@ model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalal
 64x64 scenes drawn by `evalalign_metric.training.scenes` (one or two groups of circles, squares and
 triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions): direct questions
 about what is drawn first, then EvalAlign's questions about {n_train} scenes and prompts that never name
-the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`).
+the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model)
+was kept as built: trained, it drops where each image token is.
 
 What it answers (the EvalAlign protocol, Vicuna v1 chat format):
 
@@ -191,7 +197,7 @@ for Spatial, whose truth has two levels), and the arg-max accuracy. `-`: the tru
 {table}
 
 Do not trust an aspect whose SRCC is below 0.8. Reproduce: `python benchmarks/train_scene_judge.py
---install` (1,308 s measured on two CPU cores).
+--install`{timing}.
 
 It knows nothing about real images: on photographs or real text-to-image outputs its scores are
 meaningless. For real evaluation use the official EvalAlign judges (`evalalign convert`) or train your own
@@ -205,7 +211,8 @@ ASSET_FILES = ("config.json", "model.safetensors", "generation_config.json", "pr
 
 def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -> dict:
     """Copy the judge to ``target`` with fp16 weights (half the file; the loader upcasts on CPU), score the
-    copy on the held-out scenes (``score(folder)``), and write its README and sidecar with those figures."""
+    copy on the held-out scenes (``score(folder)``), and write its README and sidecar with those figures (and
+    the training time its run recorded in ``result.json`` beside it, if there is one)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -233,8 +240,14 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
                       f"{v['accuracy']:.3f} | {v['n']} |" for k, v in heldout.items())
     table = ("| aspect | SRCC | SRCC, scenes with a held-out shape/colour pair | ROC-AUC (two-level truth) | "
              "arg-max accuracy | n |\n|---|---|---|---|---|---|\n" + table)
+    run = judge_dir.parent / "result.json"
+    timing = ""
+    if run.is_file():
+        recorded = json.loads(run.read_text())
+        threads = f" on {recorded['threads']} CPU threads" if "threads" in recorded else ""
+        timing = f" (training took {recorded['train_seconds']:,.0f} s{threads})"
     (staging / "README.md").write_text(README.format(
-        params=params / 1e6, text_layers=spec["text_layers"],
+        params=params / 1e6, text_layers=spec["text_layers"], timing=timing,
         vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
@@ -279,7 +292,7 @@ def main(argv=None) -> int:
                         help="stage 1 never sees the held-out shape/colour pairs either")
     parser.add_argument("--reverse-questions", action="store_true",
                         help="stage 1 also asks which shape is red / on the left (colour and relation words as input)")
-    parser.add_argument("--side-questions", action="store_true",
+    parser.add_argument("--side-questions", action=argparse.BooleanOptionalAction, default=True,
                         help="stage 1 also asks in which half of the image each kind of shape is")
     parser.add_argument("--recoloured-images", type=int, default=0,
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
@@ -301,8 +314,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-layers", type=int, default=2)
     parser.add_argument("--vision-heads", type=int, default=4)
     parser.add_argument("--window", type=int, default=4, help="Swin attention window (tokens per side)")
-    parser.add_argument("--freeze-projector", action="store_true",
-                        help="keep the projector as built: it is where training loses the image tokens' positions")
+    parser.add_argument("--freeze-projector", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the projector as built (training.freeze): trained, it drops the image tokens' "
+                             "positions (benchmarks/probe_image_positions.py)")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
@@ -407,7 +421,8 @@ def main(argv=None) -> int:
     print(f"target (every aspect SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; trained {steps} steps in "
           f"{train_seconds:.0f} s ({args.threads} threads), total {time.time() - t0:.0f} s")
     (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": steps,
-                                                  "train_seconds": train_seconds}, indent=1))
+                                                  "train_seconds": train_seconds, "threads": args.threads,
+                                                  "total_seconds": time.time() - t0}, indent=1))
     if args.install:
         target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
         installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
