@@ -196,8 +196,7 @@ for Spatial, whose truth has two levels), and the arg-max accuracy. `-`: the tru
 
 {table}
 
-Do not trust an aspect whose SRCC is below 0.8. Reproduce: `python benchmarks/train_scene_judge.py
---install`{timing}.
+Do not trust an aspect whose SRCC is below 0.8. Reproduce: `{command}`{timing}.
 
 It knows nothing about real images: on photographs or real text-to-image outputs its scores are
 meaningless. For real evaluation use the official EvalAlign judges (`evalalign convert`) or train your own
@@ -241,13 +240,16 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     table = ("| aspect | SRCC | SRCC, scenes with a held-out shape/colour pair | ROC-AUC (two-level truth) | "
              "arg-max accuracy | n |\n|---|---|---|---|---|---|\n" + table)
     run = judge_dir.parent / "result.json"
-    timing = ""
+    command, timing = "python benchmarks/train_scene_judge.py --install", ""
     if run.is_file():
         recorded = json.loads(run.read_text())
-        threads = f" on {recorded['threads']} CPU threads" if "threads" in recorded else ""
-        timing = f" (training took {recorded['train_seconds']:,.0f} s{threads})"
+        timing = f" (training took {recorded['train_seconds']:,.0f} s)"
+        if "threads" in recorded:  # the thread count changes the arithmetic, hence the judge
+            command = f"python benchmarks/train_scene_judge.py --threads {recorded['threads']} --install"
+            plural = "s" if recorded["threads"] != 1 else ""
+            timing = f" (training took {recorded['train_seconds']:,.0f} s on {recorded['threads']} CPU thread{plural})"
     (staging / "README.md").write_text(README.format(
-        params=params / 1e6, text_layers=spec["text_layers"], timing=timing,
+        params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
         vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
