@@ -38,6 +38,9 @@ def _worker(rank: int, world: int, port: int, judge_path: str, out_dir: str) -> 
         out = {k: float(v) for k, v in metric.compute().items()}
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(out, f)
+        # both ranks tear gloo down together: a rank that closes its pairs while the other still has traffic
+        # in flight can abort the other ("terminate called without an active exception", seen once in CI)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
