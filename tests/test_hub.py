@@ -266,6 +266,8 @@ def test_repo_id_converts_once_scores_and_works_offline(hub):
     assert torch.equal(_projector(path), original)
     assert json.loads((path / "evalalign_judge.json").read_text())["chat_format"] == "vicuna_v1"
     assert any(v == v for v in first["scores"].values())  # NaN only for aspects no question applied to
+    # the older pinned revision, fetched while the server is up (cached already if the test above ran)
+    _client(hub, "score", {"model": f"{ORG}/judge", "revision": hub["shas"]["old"]})
     # Server stopped, offline: the same scores from the cache, nothing converted again.
     stamp = (path / "config.json").stat().st_mtime_ns
     hub["server"].terminate()
