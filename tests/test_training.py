@@ -826,3 +826,12 @@ def test_feature_layers_hand_the_projector_several_vision_stages_concatenated(tm
     assert torch.allclose(torch.cat(list(features)).reshape(expected.shape), expected, atol=1e-6)
     with pytest.raises(InputError, match="model.build.feature_layers must be a non-empty list"):
         BuildSpec(feature_layers=[])
+
+
+def test_freeze_patterns_use_the_checkpoints_own_names_under_lora_too(data_dir, base_judge, tmp_path):
+    from evalalign_metric.training import train
+
+    # peft renames parameters (base_model.model....); the patterns are matched before it wraps the model
+    cfg = _config(data_dir, tmp_path / "out", base_judge, max_steps=1, method="lora",
+                  freeze=["model.multi_modal_projector.*"])
+    assert train(cfg, progress=False, log=lambda m: None).steps == 1

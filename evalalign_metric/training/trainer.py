@@ -254,14 +254,14 @@ class Trainer:
         loaded = load_judge(self.base_path, device="cpu", dtype=torch.float32, cache=False)
         model = loaded.model
         training = self.config.training
+        if training.method != "lora":
+            for p in model.parameters():
+                p.requires_grad_(True)
+        freeze_parameters(model, training.freeze)  # by the checkpoint's own names, before peft wraps them
         if training.method == "lora":
             from evalalign_metric.training.lora import apply_lora
 
             model = apply_lora(model, training.lora)
-        else:
-            for p in model.parameters():
-                p.requires_grad_(True)
-        freeze_parameters(model, training.freeze)
         self.judge = Judge(model, loaded.processor, backend=loaded.backend, chat_format=loaded.chat_format,
                            pad_to_square=loaded.pad_to_square)
         self.model = model
