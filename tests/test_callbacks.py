@@ -284,6 +284,8 @@ torch.distributed.all_reduce(total)  # the process group still works after all o
 results["all_reduce"] = float(total)
 with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
     json.dump(results, f)
+accelerator.wait_for_everyone()  # both ranks tear gloo down together: one that exits first can abort the other
+torch.distributed.destroy_process_group()
 '''
 
 
