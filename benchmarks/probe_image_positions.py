@@ -45,6 +45,7 @@ def probe(judge_dir: str, scenes_count: int) -> dict[str, float]:
 
     from evalalign_metric.judge import load_judge
     from evalalign_metric.training import scenes
+    from evalalign_metric.training.features import image_features
 
     judge = load_judge(judge_dir, cache=False)
     model = judge.model.eval()
@@ -54,9 +55,7 @@ def probe(judge_dir: str, scenes_count: int) -> dict[str, float]:
     pixels = torch.cat([judge.prepare_image(im)[0]["pixel_values"] for im in images])
     with torch.no_grad():
         tower = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-1]
-        projected = model.model.get_image_features(pixel_values=pixels)
-    projected = projected.pooler_output if hasattr(projected, "pooler_output") else projected
-    projected = torch.stack(list(projected)) if isinstance(projected, (list, tuple)) else projected
+        projected = image_features(model, pixels)
     grid = int(round(tower.shape[1] ** 0.5))
     rows, picks = [], []
     for i, (scene, image) in enumerate(zip(drawn, images)):
@@ -66,7 +65,7 @@ def probe(judge_dir: str, scenes_count: int) -> dict[str, float]:
     index = tuple(np.array(picks).T)
     left, top = (np.array([r[k] for r in rows]) for k in (0, 1))
     out = {}
-    for place, feats in (("tower", tower), ("language model", projected.reshape(tower.shape[0], tower.shape[1], -1))):
+    for place, feats in (("tower", tower), ("language model", projected)):
         values = feats.numpy()[index]
         out[f"{place}: left"] = probe_accuracy(values, left)
         out[f"{place}: top"] = probe_accuracy(values, top)

@@ -243,11 +243,12 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     command, timing = "python benchmarks/train_scene_judge.py --install", ""
     if run.is_file():
         recorded = json.loads(run.read_text())
-        timing = f" (training took {recorded['train_seconds']:,.0f} s)"
-        if "threads" in recorded:  # the thread count changes the arithmetic, hence the judge
-            command = f"python benchmarks/train_scene_judge.py --threads {recorded['threads']} --install"
-            plural = "s" if recorded["threads"] != 1 else ""
-            timing = f" (training took {recorded['train_seconds']:,.0f} s on {recorded['threads']} CPU thread{plural})"
+        threads = recorded.get("threads")
+        where = ""
+        if threads is not None:  # the thread count changes the arithmetic, hence the judge
+            command = f"python benchmarks/train_scene_judge.py --threads {threads} --install"
+            where = f" on {threads} CPU thread{'s' if threads != 1 else ''}"
+        timing = f" (training took {recorded['train_seconds']:,.0f} s{where})"
     (staging / "README.md").write_text(README.format(
         params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
         vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))

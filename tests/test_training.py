@@ -811,6 +811,7 @@ def test_feature_layers_hand_the_projector_several_vision_stages_concatenated(tm
 
     from evalalign_metric.judge import load_judge
     from evalalign_metric.training.build import BuildSpec, build_judge
+    from evalalign_metric.training.features import image_features
 
     spec = BuildSpec(image_size=16, patch_size=4, vision_hidden=8, vision_layers=2, vision_heads=1, window_size=2,
                      text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300,
@@ -823,9 +824,8 @@ def test_feature_layers_hand_the_projector_several_vision_stages_concatenated(tm
     with torch.no_grad():
         hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
         expected = model.model.multi_modal_projector(torch.cat([hidden[1], hidden[-1]], dim=-1))
-        features = model.model.get_image_features(pixel_values=pixels)
-    features = features.pooler_output if hasattr(features, "pooler_output") else features
-    assert torch.allclose(torch.cat(list(features)).reshape(expected.shape), expected, atol=1e-6)
+        features = image_features(model, pixels)
+    assert torch.allclose(features, expected, atol=1e-6)
     with pytest.raises(InputError, match="model.build.feature_layers must be a non-empty list"):
         BuildSpec(feature_layers=[])
 

@@ -195,13 +195,15 @@ def pack_by_image(batch: Batch, *, pad_token_id: int = 0) -> Packed:
     return Packed(input_ids, targets, positions, sees, segment >= 0)
 
 
-def _image_features(inner, batch: Batch) -> torch.Tensor:
-    config = inner.config
-    features = inner.model.get_image_features(
-        pixel_values=batch.pixels["pixel_values"], vision_feature_layer=config.vision_feature_layer,
+def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """What a LLaVA model's language model reads for each image: projected vision features,
+    ``(images, image tokens, text hidden size)``, selected as the model's config says."""
+    config = model.config
+    features = model.model.get_image_features(
+        pixel_values=pixel_values, vision_feature_layer=config.vision_feature_layer,
         vision_feature_select_strategy=config.vision_feature_select_strategy,
     ).pooler_output
-    return torch.stack(list(features))  # (images, tokens, dim)
+    return torch.stack(list(features))
 
 
 class AnswerLoss(nn.Module):
@@ -225,7 +227,7 @@ class AnswerLoss(nn.Module):
 
     def _packed_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         inner = base_model(self.model)
-        per_image = _image_features(inner, batch)
+        per_image = image_features(inner, batch.pixels["pixel_values"])
         packed = pack_by_image(batch)
         device = batch.input_ids.device
         ids = packed.input_ids.to(device)
@@ -246,7 +248,7 @@ class AnswerLoss(nn.Module):
 
     def _hidden_shared(self, batch: Batch) -> torch.Tensor:
         inner = base_model(self.model)
-        per_image = _image_features(inner, batch)
+        per_image = image_features(inner, batch.pixels["pixel_values"])
         embeds = inner.get_input_embeddings()(batch.input_ids)
         rows = per_image[batch.row_image].reshape(-1, per_image.shape[-1]).to(embeds.dtype)
         mask = (batch.input_ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)

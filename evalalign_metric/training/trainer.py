@@ -151,17 +151,18 @@ def freeze_parameters(model: torch.nn.Module, patterns: Sequence[str], where: st
         >>> freeze_parameters(net, ["0.*"]), [n for n, p in net.named_parameters() if p.requires_grad]
         (2, ['1.weight', '1.bias'])
     """
-    names = [name for name, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    names = list(params)
+    matched: set[str] = set()
     for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+        hits = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
             raise InputError(f"{where}: pattern {pattern!r} matches no parameter of the model "
                              f"(names look like {names[0]!r}, {names[len(names) // 2]!r})")
-    frozen = 0
-    for name, p in model.named_parameters():
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-            p.requires_grad_(False)
-            frozen += 1
-    return frozen
+        matched.update(hits)
+    for name in matched:
+        params[name].requires_grad_(False)
+    return len(matched)
 
 
 class Trainer:
