@@ -320,6 +320,9 @@ def main(argv=None) -> int:
     parser.add_argument("--freeze-projector", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the projector as built (training.freeze): trained, it drops the image tokens' "
                              "positions (benchmarks/probe_image_positions.py)")
+    parser.add_argument("--projector", choices=("mlp", "linear"), default="mlp",
+                        help="build.projector: LLaVA's GELU MLP or a norm-keeping linear map (frozen: the language "
+                             "model reads every direction of the tower's features)")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
@@ -372,7 +375,7 @@ def main(argv=None) -> int:
             "vision_heads": args.vision_heads, "window_size": args.window, "text_hidden": args.text_hidden,
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
             "compact_tokens": True, "keep_cls": args.keep_cls,
-            "absolute_positions": True}
+            "absolute_positions": True, "projector": args.projector}
     describe = scenes.describe_protocol(reverse=args.reverse_questions, sides=args.side_questions)
     (work / "describe_protocol.json").write_text(json.dumps(describe, indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)

@@ -830,6 +830,55 @@ def test_feature_layers_hand_the_projector_several_vision_stages_concatenated(tm
         BuildSpec(feature_layers=[])
 
 
+def test_a_linear_projector_hands_the_language_model_the_tower_features_at_their_length(tmp_path):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.training.build import BuildSpec, build_judge
+    from evalalign_metric.training.features import image_features
+
+    # the Swin tower's last stage has 2 * 8 = 16 channels, as wide as the language model: an isometry
+    spec = BuildSpec(image_size=16, patch_size=4, vision_hidden=8, vision_layers=2, vision_heads=1, window_size=2,
+                     text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300, projector="linear")
+    path = build_judge(spec, tmp_path / "j", corpus=["a red circle"] * 4)
+    model = LlavaForConditionalGeneration.from_pretrained(path).eval()
+    assert model.config.projector_hidden_act == "linear"
+    judge = load_judge(path, cache=False)
+    pixels = torch.cat([judge.prepare_image(Image.new("RGB", (16, 16), c))[0]["pixel_values"]
+                        for c in ("red", "navy")])
+    with torch.no_grad():
+        tower = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-1]
+        features = image_features(model, pixels)
+    assert features.shape == tower.shape
+    # every length and every distance between image tokens (of both images) is kept
+    flat_in, flat_out = tower.reshape(-1, 16), features.reshape(-1, 16)
+    assert torch.allclose(flat_out.norm(dim=-1), flat_in.norm(dim=-1), rtol=1e-4)
+    assert torch.allclose(torch.cdist(flat_out, flat_out), torch.cdist(flat_in, flat_in), atol=1e-4)
+    # the default stays LLaVA's GELU MLP, which does not
+    mlp = LlavaForConditionalGeneration.from_pretrained(
+        build_judge(dataclasses.replace(spec, projector="mlp"), tmp_path / "m", corpus=["a red circle"] * 4))
+    assert mlp.config.projector_hidden_act == "gelu"
+    with pytest.raises(InputError, match=r"model.build.projector must be one of \('mlp', 'linear'\); got 'conv'"):
+        BuildSpec(projector="conv")
+
+
+def test_a_narrower_language_model_gets_an_orthonormal_linear_projection(tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from evalalign_metric.training.build import BuildSpec, build_judge
+
+    spec = BuildSpec(image_size=16, patch_size=4, vision_hidden=16, vision_layers=2, vision_heads=1, window_size=2,
+                     text_hidden=24, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300, projector="linear")
+    projector = LlavaForConditionalGeneration.from_pretrained(
+        build_judge(spec, tmp_path / "j", corpus=["a red circle"] * 4)).model.multi_modal_projector
+    w = projector.linear_1.weight.detach()  # 24 x 32: the tower is wider
+    assert w.shape == (24, 32)
+    assert torch.allclose(w @ w.T, torch.eye(24), atol=1e-5)  # orthonormal rows: no direction is zeroed
+    assert torch.equal(projector.linear_2.weight.detach(), torch.eye(24))
+    assert not projector.linear_1.bias.any() and not projector.linear_2.bias.any()
+
+
 def test_freeze_patterns_use_the_checkpoints_own_names_under_lora_too(data_dir, base_judge, tmp_path):
     from evalalign_metric.training import train
 

@@ -37,6 +37,7 @@ from evalalign_metric.judge.chat import SIDECAR_NAME, SIDECAR_VERSION, get_chat_
 IMAGE_TOKEN = "<image>"
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
 VISION_TYPES = ("clip", "swin")
+PROJECTORS = ("mlp", "linear")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class BuildSpec:
     # which vision hidden states the projector reads, concatenated along channels (LLaVA's
     # ``vision_feature_layer``); an early one keeps the patch positions that deep layers wash out
     feature_layers: tuple[int, ...] = (-1,)
+    # "mlp": LLaVA's projector as transformers initialises it (linear, GELU, linear); "linear": the same two
+    # layers with the identity activation, built as a norm-keeping (semi-orthogonal) map. Kept frozen
+    # (training.freeze), the latter hands the language model every direction of the tower's features,
+    # positions included; a GELU MLP, trained or frozen, lets them fade (benchmarks/probe_image_positions.py)
+    projector: str = "mlp"
     seed: int = 0
 
     def __post_init__(self):
@@ -83,6 +89,8 @@ class BuildSpec:
         if (not isinstance(layers, tuple) or not layers
                 or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
             raise InputError(f"model.build.feature_layers must be a non-empty list of layer indices; got {layers!r}")
+        if self.projector not in PROJECTORS:
+            raise InputError(f"model.build.projector must be one of {PROJECTORS}; got {self.projector!r}")
         get_chat_format(self.chat_format)
 
     @property
@@ -190,6 +198,31 @@ def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
     return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1).float()
 
 
+def orthogonal_projector(projector: torch.nn.Module) -> None:
+    """Make LLaVA's projector (``linear_1``, activation, ``linear_2``) a norm-keeping linear map: orthonormal
+    rows or columns in ``linear_1`` (whichever its shape allows), the identity in ``linear_2``, zero biases.
+    With the identity activation (``projector_hidden_act="linear"``) no direction of the vision features is
+    lost when the language model's width is at least the tower's, and none is zeroed when it is smaller.
+
+    Example:
+        >>> from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+        >>> from transformers import LlavaConfig
+        >>> cfg = LlavaConfig(projector_hidden_act="linear")
+        >>> cfg.vision_config.hidden_size, cfg.text_config.hidden_size = 8, 8
+        >>> projector = LlavaMultiModalProjector(cfg)
+        >>> orthogonal_projector(projector)
+        >>> x = torch.randn(3, 8)
+        >>> torch.allclose(projector(x).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+        True
+    """
+    with torch.no_grad():
+        torch.nn.init.orthogonal_(projector.linear_1.weight)
+        torch.nn.init.eye_(projector.linear_2.weight)
+        for layer in (projector.linear_1, projector.linear_2):
+            if layer.bias is not None:
+                layer.bias.zero_()
+
+
 ANSWER_REPEATS = 50
 
 
@@ -220,6 +253,7 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
     torch.manual_seed(spec.seed)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                          vision_feature_select_strategy=strategy,
+                         projector_hidden_act="gelu" if spec.projector == "mlp" else "linear",
                          vision_feature_layer=spec.feature_layers[0] if len(spec.feature_layers) == 1
                          else list(spec.feature_layers))
     model = LlavaForConditionalGeneration(config)
@@ -229,6 +263,8 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
         # that attention can compare (which shape is further left) from the first step
         with torch.no_grad():
             embeddings.position_embeddings.copy_(sincos_positions(*embeddings.patch_grid, spec.vision_hidden)[None])
+    if spec.projector == "linear":
+        orthogonal_projector(model.model.multi_modal_projector)
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
