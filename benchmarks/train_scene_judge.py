@@ -8,15 +8,19 @@ claims), plus the faithfulness questions (object and common = distortion level 0
 
 Curriculum: stage 1 asks direct questions (how many circles? what colour are the squares? in which half are
 the triangles? where are they relative to the circles? how distorted?) about scenes drawn from the whole
-palette, teaching a judge built from scratch to see (what a pretrained MLLM brings); ``--bind`` adds stages
-on the aspects slow to form among the others (Color: a colour word of the prompt checked against one shape's
-colour); the last stage asks all of EvalAlign's questions. The EvalAlign training rows never draw or name
-the held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them
-either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector`` trains
-it): trained, it drops the image tokens' positions, which the vision tower keeps
-(``benchmarks/probe_image_positions.py``: a linear probe tells a shape token's left or right half from the
-language model's input at 0.998 when built, 0.685 after stage 1 with a trained projector, 0.785 with a frozen
-one; top or bottom: 0.999, 0.694, 0.942; from the tower's output at 0.996 or more in every case).
+palette, teaching a judge built from scratch to see (what a pretrained MLLM brings); a second stage asks its
+position questions alone (``--position-steps``: among all the direct questions, left/right stayed at chance
+while top/bottom formed); ``--bind`` adds stages on the aspects slow to form among the others (Color: a
+colour word of the prompt checked against one shape's colour); the last stage asks all of EvalAlign's
+questions. The EvalAlign training rows never draw or name the held-out (shape, colour) pairs
+(``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them either).
+
+The projector is built as a norm-keeping linear map (``build.projector = "linear"``) and stays as built in
+every stage (``training.freeze``), so the language model reads every direction of the vision tower's
+features. ``benchmarks/probe_image_positions.py`` (a linear probe telling a shape token's left or right half)
+finds the position at the tower's output (0.996 or more in every judge) but, with LLaVA's GELU MLP, not at
+the language model's input after stage 1: 0.685 with the MLP trained, 0.785 with it frozen; 0.993 with the
+frozen linear map (``--projector mlp``, ``--no-freeze-projector``: the older recipes).
 
 Held-out check: scenes from new seeds, every other one holding a held-out pair named by its prompts, scored
 with ``evalalign_metric.functional.score_images`` (the metric's scoring, QAlign expectation): per aspect,
@@ -49,14 +53,15 @@ from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINAT
 
 
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
-                recoloured=(), reverse: bool = False, sides: bool = False) -> tuple[Path, list]:
+                recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
     ``describe.jsonl``: the curriculum's direct questions); returns the file and (scene, image, rows, unseen)
     items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
     other scene gets one of these pairs. ``describe_seeds``: the direct questions are asked about these
     scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
     kept from the held-out ones), instead of about ``seeds``; ``recoloured`` seeds add scenes painted off
-    the palette (``scenes.recolour``) to them; ``reverse`` / ``sides``: also those direct questions."""
+    the palette (``scenes.recolour``) to them; ``reverse`` / ``sides``: also those direct questions;
+    ``one_changes``: prompts per scene with one thing changed (``scenes.one_change``)."""
     from evalalign_metric.training import scenes
 
     # every image is drawn again (about a second per thousand): a folder left by an older generator would
@@ -81,7 +86,8 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
                                  scene.relation if others else None, scene.level, scene.seed)
         unseen = any((g.shape, g.colour) in HELD_OUT_COMBINATIONS for g in scene.groups)
         name = draw(scene, f"{seed}.png", asked=describe_seeds is None)
-        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude)
+        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude,
+                                              one_changes=one_changes)
         rows.extend(scene_rows)
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
@@ -178,9 +184,10 @@ model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalal
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
 64x64 scenes drawn by `evalalign_metric.training.scenes` (one or two groups of circles, squares and
 triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions): direct questions
-about what is drawn first, then EvalAlign's questions about {n_train} scenes and prompts that never name
-the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model)
-was kept as built: trained, it drops where each image token is.
+about what is drawn first (then its questions about where the shapes are, alone), then EvalAlign's questions
+about {n_train} scenes and prompts that never name the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`).
+Its projector (vision tower to language model) is a norm-keeping linear map kept as built, so that the
+language model reads where each image token is (a trained or GELU projector drops it).
 
 What it answers (the EvalAlign protocol, Vicuna v1 chat format):
 
@@ -299,8 +306,15 @@ def main(argv=None) -> int:
                         help="stage 1 also asks in which half of the image each kind of shape is")
     parser.add_argument("--recoloured-images", type=int, default=0,
                         help="extra stage-1 scenes painted off the palette: shapes apart from colours")
+    parser.add_argument("--one-changes", type=int, default=2,
+                        help="training prompts per scene with one thing changed (a colour, a count, the relation; "
+                             "scenes.one_change): without them Color and Spatial are learned from which shapes "
+                             "are drawn alone")
     parser.add_argument("--heldout-images", type=int, default=300)
     parser.add_argument("--describe-steps", type=int, default=3000, help="stage 1 steps (0: skip)")
+    parser.add_argument("--position-steps", type=int, default=600,
+                        help="a stage after stage 1 on its position questions only (which half? where relative "
+                             "to?): among all the direct questions left/right stays at chance (0: skip)")
     parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
                              "the others); repeat for several stages in turn (default: one, Color:600; "
@@ -320,7 +334,7 @@ def main(argv=None) -> int:
     parser.add_argument("--freeze-projector", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the projector as built (training.freeze): trained, it drops the image tokens' "
                              "positions (benchmarks/probe_image_positions.py)")
-    parser.add_argument("--projector", choices=("mlp", "linear"), default="mlp",
+    parser.add_argument("--projector", choices=("mlp", "linear"), default="linear",
                         help="build.projector: LLaVA's GELU MLP or a norm-keeping linear map (frozen: the language "
                              "model reads every direction of the tower's features)")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
@@ -352,7 +366,7 @@ def main(argv=None) -> int:
         work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
         describe_seeds=None if args.strict_pairs else range(3 * 10 ** 7, 3 * 10 ** 7 + args.describe_images),
         recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images), reverse=args.reverse_questions,
-        sides=args.side_questions)
+        sides=args.side_questions, one_changes=args.one_changes)
     held_file, held_items = write_split(work / "heldout", range(10 ** 6, 10 ** 6 + args.heldout_images),
                                         include=HELD_OUT_COMBINATIONS, reverse=args.reverse_questions,
                                         sides=args.side_questions)
@@ -386,6 +400,13 @@ def main(argv=None) -> int:
     if args.describe_steps:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
+    if args.position_steps:
+        for split in ("train", "heldout"):
+            with open(work / split / "describe.jsonl") as source:
+                (work / split / "positions.jsonl").write_text("".join(
+                    line for line in source if json.loads(line)["aspect"].startswith(("side_", "where_"))))
+        stages.append(("positions", os.fspath(work / "describe_protocol.json"), "positions.jsonl",
+                       args.position_steps, args.batch_size * 2, args.lr, None))
     binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]
     for number, spec_text in enumerate(binds):
         aspects, _, steps = spec_text.rpartition(":")

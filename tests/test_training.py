@@ -611,6 +611,32 @@ def test_perturbed_claims_never_name_an_excluded_pair_but_still_vary():
     assert changed > 250
 
 
+def test_one_change_claims_differ_from_the_truth_in_exactly_one_attribute():
+    held_out = (("circle", "red"), ("square", "blue"), ("triangle", "green"))
+    kinds = collections.Counter()
+    for seed in range(400):
+        scene = scenes.random_scene(scenes.random_state(seed), exclude=held_out)
+        claims = scenes.one_change(scene, random.Random(seed), exclude=held_out)
+        true = scene.claims()
+        assert not {(g.shape, g.colour) for g in claims.groups} & set(held_out)
+        if [g.shape for g in claims.groups] != [g.shape for g in true.groups]:  # named the other way round
+            assert claims.groups == true.groups[::-1] and claims.relation == scenes.OPPOSITE[true.relation]
+            kinds["reordered"] += 1
+            continue
+        diffs = [(i, f) for i, (a, b) in enumerate(zip(claims.groups, true.groups))
+                 for f in ("colour", "count") if getattr(a, f) != getattr(b, f)]
+        diffs += [(None, "relation")] if claims.relation != true.relation else []
+        assert len(diffs) == 1, (scene, claims)
+        kinds[diffs[0][1]] += 1
+    assert min(kinds.values()) > 30 and set(kinds) == {"colour", "count", "relation", "reordered"}
+    # by hand: the square above the triangle, claimed below it (wrong) and the triangle below it (right)
+    scene = scenes.Scene((scenes.Group("square", "red", 1), scenes.Group("triangle", "blue", 2)), "above", 4, seed=0)
+    reversed_ = scenes.Claims(scene.groups, "below")
+    assert scenes.alignment_truth(scene, reversed_) == {"Object": 2, "Count": 2, "Color": 2, "Spatial": 0}
+    rows = scenes.scene_annotations(scene, "x.png", random.Random(0), prompts=3, one_changes=2, faithfulness=False)
+    assert len({r["prompt"] for r in rows}) <= 5 and len(rows) == 5 * 4  # 5 prompts, 4 aspects each
+
+
 def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
     scene = scenes.Scene((scenes.Group("triangle", "red", 1), scenes.Group("circle", "blue", 2)), "above", 4, seed=0)
     rows = {r["aspect"]: r["score"] for r in scenes.describe_annotations(scene, "x.png")}

@@ -315,6 +315,41 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
     return Claims(tuple(groups), relation)
 
 
+def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str, str]] = ()) -> Claims:
+    """The scene's own claims with exactly one thing changed: one group's colour, one group's count, or the
+    relation (reversed, or the two groups named the other way round with it, which keeps it true).
+
+    :func:`perturb` changes several things at once, and a prompt naming an absent shape already fails
+    Color and Spatial: a judge can then score those aspects from which shapes are drawn alone. These claims
+    differ from the truth only where the aspect must look (a colour, a count, a direction).
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left", 4, seed=0)
+        >>> truths = [alignment_truth(scene, one_change(scene, random.Random(i))) for i in range(40)]
+        >>> sorted({k for t in truths for k, v in t.items() if v < 2})  # one aspect off at a time
+        ['Color', 'Count', 'Spatial']
+        >>> all(sum(v < 2 for v in t.values()) <= 1 for t in truths)
+        True
+    """
+    groups = list(scene.groups)
+    changes = ["colour", "count"] + (["relation"] if scene.relation is not None and len(groups) == 2 else [])
+    change = rng.choice(changes)
+    if change == "relation":
+        if rng.random() < 0.5:  # "B <opposite> A" says the same thing: true, in the other order
+            return Claims((groups[1], groups[0]), OPPOSITE[scene.relation])
+        return Claims(tuple(groups), OPPOSITE[scene.relation])
+    i = rng.randrange(len(groups))
+    g = groups[i]
+    if change == "colour":
+        colours = [c for c in COLOURS if c != g.colour and (g.shape, c) not in exclude]
+        if not colours:
+            return scene.claims()
+        groups[i] = dataclasses.replace(g, colour=rng.choice(colours))
+    else:
+        groups[i] = dataclasses.replace(g, count=rng.choice([c for c in COUNT_WORDS if c != g.count]))
+    return Claims(tuple(groups), scene.relation)
+
+
 def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
@@ -404,13 +439,15 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, side
     return rows
 
 
-def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3,
+def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
                       faithfulness: bool = True, exclude: Sequence[tuple[str, str]] = ()) -> list[dict]:
-    """JSONL rows (:func:`evalalign_metric.training.readers.read_jsonl`) for one image: the true prompt and
-    ``prompts - 1`` perturbed ones, each with its alignment aspects, plus the faithfulness questions."""
+    """JSONL rows (:func:`evalalign_metric.training.readers.read_jsonl`) for one image: the true prompt,
+    ``prompts - 1`` perturbed ones and ``one_changes`` prompts with one thing changed (:func:`one_change`),
+    each with its alignment aspects, plus the faithfulness questions."""
     rows = []
-    for k in range(prompts):
-        claims = scene.claims() if k == 0 else perturb(scene, rng, exclude=exclude)
+    for k in range(prompts + one_changes):
+        claims = (scene.claims() if k == 0 else perturb(scene, rng, exclude=exclude) if k < prompts
+                  else one_change(scene, rng, exclude=exclude))
         prompt, elements = claims_prompt(claims)
         for aspect, score in alignment_truth(scene, claims).items():
             rows.append({"image": image, "prompt": prompt, "aspect": aspect, "score": score, "elements": elements})
