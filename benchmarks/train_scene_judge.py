@@ -101,6 +101,10 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     return path, items
 
 
+# the direct questions whose answer depends on where the shapes are (shape_<relation>: with --reverse-questions)
+POSITION_QUESTIONS = ("side_", "where_", "shape_left", "shape_right", "shape_above", "shape_below")
+
+
 def balanced(values: list, seed: int = 0) -> list:
     """The same number of items at every truth level (the smallest level's count), drawn with a fixed seed:
     with most items at one level, even a perfect judge's SRCC is capped far below 1 by the ties (80% at one
@@ -337,6 +341,9 @@ def main(argv=None) -> int:
     parser.add_argument("--projector", choices=("mlp", "linear"), default="linear",
                         help="build.projector: LLaVA's GELU MLP or a norm-keeping linear map (frozen: the language "
                              "model reads every direction of the tower's features)")
+    parser.add_argument("--rope-columns", action=argparse.BooleanOptionalAction, default=False,
+                        help="build.rope_columns: a rotary frequency of the language model turns once per row of "
+                             "image tokens, so attention can tell columns apart by position")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
@@ -389,7 +396,8 @@ def main(argv=None) -> int:
             "vision_heads": args.vision_heads, "window_size": args.window, "text_hidden": args.text_hidden,
             "text_layers": args.text_layers, "text_heads": 4, "text_kv_heads": 2, "vocab_size": 1200,
             "compact_tokens": True, "keep_cls": args.keep_cls,
-            "absolute_positions": True, "projector": args.projector}
+            "absolute_positions": True, "projector": args.projector,
+            "rope_columns": args.rope_columns}
     describe = scenes.describe_protocol(reverse=args.reverse_questions, sides=args.side_questions)
     (work / "describe_protocol.json").write_text(json.dumps(describe, indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
@@ -404,7 +412,7 @@ def main(argv=None) -> int:
         for split in ("train", "heldout"):
             with open(work / split / "describe.jsonl") as source:
                 (work / split / "positions.jsonl").write_text("".join(
-                    line for line in source if json.loads(line)["aspect"].startswith(("side_", "where_"))))
+                    line for line in source if json.loads(line)["aspect"].startswith(POSITION_QUESTIONS)))
         stages.append(("positions", os.fspath(work / "describe_protocol.json"), "positions.jsonl",
                        args.position_steps, args.batch_size * 2, args.lr, None))
     binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]

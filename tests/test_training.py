@@ -889,6 +889,29 @@ def test_a_linear_projector_hands_the_language_model_the_tower_features_at_their
         BuildSpec(projector="conv")
 
 
+def test_rope_columns_give_tokens_of_one_image_column_one_rotary_phase(tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from evalalign_metric.training.build import BuildSpec, build_judge
+
+    # 32 px / (4 px * 2) = 4 image tokens per row; head_dim 16 / 2 = 8
+    spec = BuildSpec(image_size=32, patch_size=4, vision_hidden=8, vision_layers=2, vision_heads=1, window_size=2,
+                     text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300, rope_columns=True)
+    model = LlavaForConditionalGeneration.from_pretrained(build_judge(spec, tmp_path / "j", corpus=["a circle"] * 4))
+    theta = model.config.text_config.rope_parameters["rope_theta"]
+    assert theta == pytest.approx((4 / (2 * math.pi)) ** 4)
+    # the rotary angles the model itself applies: position p and p + 4 (same column, next row) agree in the
+    # second frequency (cos and sin), and no two columns of a row do
+    positions = torch.arange(16)[None]
+    cos, sin = model.model.language_model.rotary_emb(torch.zeros(1, 16, 16), positions)
+    second = torch.stack([cos[0, :, 1], sin[0, :, 1]], dim=-1)  # frequency index 1 of 8
+    assert torch.allclose(second[:12], second[4:], atol=1e-5)
+    assert torch.cdist(second[:4], second[:4]).add(torch.eye(4)).min() > 0.5
+    plain = LlavaForConditionalGeneration.from_pretrained(
+        build_judge(dataclasses.replace(spec, rope_columns=False), tmp_path / "p", corpus=["a circle"] * 4))
+    assert plain.config.text_config.rope_parameters["rope_theta"] == 10000.0  # Llama's own, by default
+
+
 def test_a_narrower_language_model_gets_an_orthonormal_linear_projection(tmp_path):
     from transformers import LlavaForConditionalGeneration
 

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from dataclasses import asdict, dataclass, fields
@@ -70,6 +71,10 @@ class BuildSpec:
     # (training.freeze), the latter hands the language model every direction of the tower's features,
     # positions included; a GELU MLP, trained or frozen, lets them fade (benchmarks/probe_image_positions.py)
     projector: str = "mlp"
+    # the language model's rotary base chosen so that one of its frequencies turns once per row of image
+    # tokens: a column's tokens then share a phase, and attention can prefer the left or right ones by
+    # position, as the slow frequencies let it prefer the top or bottom rows (LLaVA's raster order)
+    rope_columns: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -172,11 +177,27 @@ def _configs(spec: BuildSpec, vocab: int, tok):
                             window_size=spec.window_size, mlp_ratio=2.0, drop_path_rate=0.0,
                             use_absolute_embeddings=spec.absolute_positions)
         strategy, extra_tokens = "full", 0
+    rope = {"rope_type": "default", "rope_theta": column_rope_theta(spec) if spec.rope_columns else 10000.0}
     text = LlamaConfig(vocab_size=vocab, hidden_size=spec.text_hidden, intermediate_size=2 * spec.text_hidden,
                        num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
-                       num_key_value_heads=spec.text_kv_heads, max_position_embeddings=4096,
+                       num_key_value_heads=spec.text_kv_heads, max_position_embeddings=4096, rope_parameters=rope,
                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     return vision, text, strategy, extra_tokens
+
+
+def column_rope_theta(spec: BuildSpec) -> float:
+    """The rotary base whose second frequency, ``theta ** (-2 / head_dim)``, is ``2 pi / W`` radians per token
+    for ``W`` image tokens per row: that frequency's phase depends on a token's column only.
+
+    Example:
+        >>> spec = BuildSpec(image_size=64, patch_size=4, vision_layers=2, text_hidden=96, text_heads=4)
+        >>> theta = column_rope_theta(spec)  # 8 tokens per row, head_dim 24
+        >>> round(theta, 2), round(theta ** (-2 / 24) * 8, 6) == round(2 * math.pi, 6)
+        (18.15, True)
+    """
+    per_row = spec.image_size // spec.token_cell
+    head_dim = spec.text_hidden // spec.text_heads
+    return (per_row / (2 * math.pi)) ** (head_dim / 2)
 
 
 def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
