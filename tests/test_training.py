@@ -910,6 +910,8 @@ def test_rope_columns_give_tokens_of_one_image_column_one_rotary_phase(tmp_path)
     plain = LlavaForConditionalGeneration.from_pretrained(
         build_judge(dataclasses.replace(spec, rope_columns=False), tmp_path / "p", corpus=["a circle"] * 4))
     assert plain.config.text_config.rope_parameters["rope_theta"] == 10000.0  # Llama's own, by default
+    with pytest.raises(InputError, match="model.build.rope_columns must be true or false; got 'yes'"):
+        BuildSpec(rope_columns="yes")
 
 
 def test_a_narrower_language_model_gets_an_orthonormal_linear_projection(tmp_path):

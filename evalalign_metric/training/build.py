@@ -94,6 +94,9 @@ class BuildSpec:
         if (not isinstance(layers, tuple) or not layers
                 or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
             raise InputError(f"model.build.feature_layers must be a non-empty list of layer indices; got {layers!r}")
+        for name in ("compact_tokens", "keep_cls", "absolute_positions", "rope_columns"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"model.build.{name} must be true or false; got {getattr(self, name)!r}")
         if self.projector not in PROJECTORS:
             raise InputError(f"model.build.projector must be one of {PROJECTORS}; got {self.projector!r}")
         get_chat_format(self.chat_format)

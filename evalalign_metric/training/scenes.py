@@ -317,7 +317,8 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
 
 def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str, str]] = ()) -> Claims:
     """The scene's own claims with exactly one thing changed: one group's colour, one group's count, or the
-    relation (reversed, or the two groups named the other way round with it, which keeps it true).
+    relation (reversed, or the two groups named the other way round with it, which keeps it true). A colour
+    change with no other colour left to name (all held out) gives the scene's own claims.
 
     :func:`perturb` changes several things at once, and a prompt naming an absent shape already fails
     Color and Spatial: a judge can then score those aspects from which shapes are drawn alone. These claims
