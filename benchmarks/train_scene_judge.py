@@ -109,6 +109,14 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
 POSITION_QUESTIONS = ("side_", "where_", "shape_left", "shape_right", "shape_above", "shape_below")
 
 
+def write_subset(work: Path, source: str, target: str, keep) -> None:
+    """``work/<split>/<target>``: the rows of ``work/<split>/<source>`` whose aspect ``keep`` accepts, for the
+    train and held-out splits (a stage on some questions only)."""
+    for split in ("train", "heldout"):
+        with open(work / split / source) as rows:
+            (work / split / target).write_text("".join(line for line in rows if keep(json.loads(line)["aspect"])))
+
+
 def balanced(values: list, seed: int = 0) -> list:
     """The same number of items at every truth level (the smallest level's count), drawn with a fixed seed:
     with most items at one level, even a perfect judge's SRCC is capped far below 1 by the ties (80% at one
@@ -412,20 +420,14 @@ def main(argv=None) -> int:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
     if args.position_steps:
-        for split in ("train", "heldout"):
-            with open(work / split / "describe.jsonl") as source:
-                (work / split / "positions.jsonl").write_text("".join(
-                    line for line in source if json.loads(line)["aspect"].startswith(POSITION_QUESTIONS)))
+        write_subset(work, "describe.jsonl", "positions.jsonl", lambda aspect: aspect.startswith(POSITION_QUESTIONS))
         stages.append(("positions", os.fspath(work / "describe_protocol.json"), "positions.jsonl",
                        args.position_steps, args.batch_size * 2, args.lr, None))
     binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]
     for number, spec_text in enumerate(binds):
         aspects, _, steps = spec_text.rpartition(":")
         keep, name = set(aspects.split(",")), f"bind{number + 1}"
-        for split in ("train", "heldout"):
-            with open(work / split / "annotations.jsonl") as source:
-                (work / split / f"{name}.jsonl").write_text("".join(
-                    line for line in source if json.loads(line)["aspect"] in keep))
+        write_subset(work, "annotations.jsonl", f"{name}.jsonl", keep.__contains__)
         stages.append((name, "evalalign", f"{name}.jsonl", int(steps), args.batch_size, args.lr * 0.6, None))
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image))
