@@ -355,6 +355,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rope-columns", action=argparse.BooleanOptionalAction, default=False,
                         help="build.rope_columns: a rotary frequency of the language model turns once per row of "
                              "image tokens, so attention can tell columns apart by position")
+    parser.add_argument("--phrase-tokens", action=argparse.BooleanOptionalAction, default=False,
+                        help="model.phrase_tokens: each Spatial element the prompts can hold (scenes.spatial_phrases) "
+                             "is one token of the built judge's tokenizer")
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
@@ -447,7 +450,8 @@ def main(argv=None) -> int:
     if args.base:
         spec = built_spec(Path(args.base))
     first = ({"base": args.base} if args.base else
-             {"build": spec, "vocabulary": vocabulary, "protocols": ["evalalign"]})
+             {"build": spec, "vocabulary": vocabulary, "protocols": ["evalalign"],
+              "phrase_tokens": scenes.spatial_phrases() if args.phrase_tokens else []})
     results, judge_dir = run_stages(work, configs, first_model=first)
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)

@@ -548,11 +548,47 @@ def test_cli_train_prints_a_summary(data_dir, base_judge, tmp_path, capsys):
     ({"extra": 1}, r"config has unknown key\(s\) \['extra'\]"),
     ({"training": {"freeze": "model.*"}}, "config.training.freeze must be a list of parameter-name patterns"),
     ({"training": {"freeze": [""]}}, r"config.training.freeze\[0\] must be a non-empty string"),
+    ({"model": {"build": {}, "phrase_tokens": "a red square"}}, "config.model.phrase_tokens must be a list of texts"),
+    ({"model": {"build": {}, "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
 ])
 def test_config_errors_name_the_key(change, message):
     raw = {"output_dir": "o", "model": {"base": "b"}, "data": {"train": [{"format": "jsonl", "path": "t"}]}}
     with pytest.raises(InputError, match=message):
         config_from_dict({**raw, **change})
+
+
+def test_phrase_tokens_are_single_tokens_of_a_judge_built_by_the_trainer(data_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from evalalign_metric.training import train
+
+    build = {"image_size": 16, "vision": "clip", "patch_size": 8, "vision_hidden": 16, "vision_layers": 1,
+             "vision_heads": 2, "text_hidden": 16, "text_layers": 1, "text_heads": 2, "text_kv_heads": 1,
+             "vocab_size": 300}
+    cfg = _config(data_dir, tmp_path / "out", data_dir, max_steps=1)
+    cfg["model"] = {"build": build, "phrase_tokens": ["a red square"]}
+    result = train(cfg, progress=False)
+    tok = AutoTokenizer.from_pretrained(result.output_dir)
+    question = "Does the image show a red square? Does the image show a blue square?"
+    pieces = tok.tokenize(question)
+    assert pieces.count("a red square") == 1  # the listed phrase, wherever it occurs, is one token
+    assert "a blue square" not in pieces and len(tok.tokenize("a blue square")) > 1  # an unlisted one is not
+    plain = AutoTokenizer.from_pretrained(tmp_path / "out" / "base")
+    assert plain.tokenize(question) == pieces  # the built base and the trained judge share the tokenizer
+
+
+def test_spatial_phrases_are_the_elements_scene_prompts_write():
+    from evalalign_metric.training import scenes
+
+    phrases = set(scenes.spatial_phrases())
+    written = set()
+    for seed in range(400):
+        scene = scenes.random_scene(scenes.random_state(seed))
+        for row in scenes.scene_annotations(scene, "x.png", random.Random(seed), prompts=3, faithfulness=False):
+            if row["elements"]["Spatial"] != "none":
+                written.add(row["elements"]["Spatial"])
+    assert written == phrases  # every phrase occurs, and prompts write no other
+    assert "triangle: on the right of the circle;" in phrases and len(phrases) == 3 * 2 * 4
 
 
 def test_config_yaml_and_relative_paths(tmp_path):

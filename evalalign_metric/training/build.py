@@ -251,7 +251,7 @@ ANSWER_REPEATS = 50
 
 
 def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iterable[str] = (),
-                answers: Iterable[str] = (), protocol_name: str | None = None) -> Path:
+                answers: Iterable[str] = (), phrases: Iterable[str] = (), protocol_name: str | None = None) -> Path:
     """Create an untrained judge folder at ``path`` (native checkpoint, processor, sidecar).
 
     Args:
@@ -260,6 +260,8 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
         templates: protocol templates whose fixed text becomes single tokens (with ``compact_tokens``).
         answers: option labels; each appears often enough, as an answer, that a word answer (``"circle"``)
             becomes one token rather than one per letter (digits stay split, as in Llama).
+        phrases: texts that become single tokens wherever they occur (``model.phrase_tokens``), whether or
+            not ``compact_tokens`` is set.
         protocol_name: recorded in the sidecar.
     """
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
@@ -269,6 +271,7 @@ def build_judge(spec: BuildSpec, path, *, corpus: Sequence[str], templates: Iter
     path.mkdir(parents=True, exist_ok=True)
     fmt = get_chat_format(spec.chat_format)
     pieces = compact_pieces(spec.chat_format, templates) if spec.compact_tokens else []
+    pieces += [p for p in dict.fromkeys(phrases) if p not in pieces]
     texts = [fmt.render(q) for q in corpus] or ["<image>"]
     for label in dict.fromkeys(answers):
         texts.extend([fmt.answer_prefix + label + fmt.answer_suffix] * ANSWER_REPEATS)

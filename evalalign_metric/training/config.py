@@ -73,12 +73,16 @@ class ModelConfig:
 
     For a built judge, ``vocabulary`` adds texts its tokenizer learns words from, and ``protocols`` names
     further protocols whose questions it will be asked later (their template text becomes single tokens too,
-    as the training protocol's does), beyond the training questions."""
+    as the training protocol's does), beyond the training questions. ``phrase_tokens`` are texts that become
+    single tokens wherever they occur in a question (e.g. a closed set of element phrases such as
+    ``"circle: on the left of the square;"``): a language model of two layers names a relation it sees, but
+    does not learn to check one spelled out word by word in its input (``benchmarks/train_scene_judge.py``)."""
 
     base: str | None = None
     build: BuildSpec | None = None
     vocabulary: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
+    phrase_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,8 +293,13 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
             raise InputError(f"{where}.protocols must be a list of protocol names or files; got {protocols!r}")
         protocols = [_path(p, f"{where}.protocols", base) if p.endswith((".json", ".yaml", ".yml")) else p
                      for p in protocols]
+        phrases = value.get("phrase_tokens", [])
+        if (not isinstance(phrases, list)
+                or not all(isinstance(t, str) and len(t) > 1 and t.strip() == t for t in phrases)):
+            raise InputError(f"{where}.phrase_tokens must be a list of texts of two or more characters, without "
+                             f"leading or trailing spaces; got {phrases!r}")
         return ModelConfig(build=BuildSpec.from_dict(dict(build), f"{where}.build"), vocabulary=tuple(vocabulary),
-                           protocols=tuple(protocols))
+                           protocols=tuple(protocols), phrase_tokens=tuple(phrases))
 
     def lora(value, where):
         section = _section(value, LoraConfig, where, {"r": "int+", "alpha": "num+", "dropout": "prob",

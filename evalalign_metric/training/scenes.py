@@ -232,10 +232,27 @@ def claims_prompt(claims: Claims) -> tuple[str, dict[str, str]]:
         "Count": "".join(f"{g.shape}: {COUNT_WORDS[g.count]}; " for g in groups).strip(),
         "Color": "".join(f"{g.shape}: {g.colour}; " for g in groups).strip(),
         "Style": "none", "Action": "none",
-        "Spatial": (f"{groups[0].shape}: {RELATIONS[claims.relation]} the {groups[1].shape};"
+        "Spatial": (_spatial_element(groups[0].shape, claims.relation, groups[1].shape)
                     if len(groups) == 2 and claims.relation is not None else "none"),
     }
     return prompt, elements
+
+
+def _spatial_element(shape: str, relation: str, other: str) -> str:
+    return f"{shape}: {RELATIONS[relation]} the {other};"
+
+
+def spatial_phrases() -> list[str]:
+    """Every Spatial element these scenes' prompts can have (two shapes and a relation): a closed set that a
+    small judge's tokenizer can hold as single tokens (``model.phrase_tokens``), so that its language model
+    gets one token to check against the image rather than a relation to put together from words.
+
+    Example:
+        >>> phrases = spatial_phrases()
+        >>> len(phrases), phrases[0]
+        (24, 'circle: on the left of the square;')
+    """
+    return [_spatial_element(a, r, b) for a in SHAPES for b in SHAPES if a != b for r in RELATIONS]
 
 
 def _level(rights: Sequence[bool]) -> int:

@@ -243,7 +243,7 @@ class Trainer:
                 staging = self.output_dir / ".base-building"
                 shutil.rmtree(staging, ignore_errors=True)
                 build_judge(cfg.build, staging, corpus=corpus, templates=templates, answers=answers,
-                            protocol_name=self.protocol.name)
+                            phrases=cfg.phrase_tokens, protocol_name=self.protocol.name)
                 os.replace(staging, target)
             self.accelerator.wait_for_everyone()
         return os.fspath(target)
