@@ -52,10 +52,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:
         training = dataclasses.replace(training, resume=False)
     config = dataclasses.replace(config, training=training)
-    result = Trainer(config, progress=args.progress).run()
+    try:
+        result = Trainer(config, progress=args.progress).run()
+    finally:
+        _end_process_group()
     if result.is_main_process:
         print(result.summary())
     return 0
+
+
+def _end_process_group() -> None:
+    """Tear down the process group a ``torchrun`` / ``accelerate launch`` run started (this command owns its
+    process): left to interpreter shutdown, gloo's threads can outlive it and abort the process (SIGABRT)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
