@@ -117,6 +117,17 @@ def write_subset(work: Path, source: str, target: str, keep) -> None:
             (work / split / target).write_text("".join(line for line in rows if keep(json.loads(line)["aspect"])))
 
 
+def bind_protocol(describe: dict, aspects) -> dict:
+    """The direct-question protocol with some of EvalAlign's aspects added: a stage that asks both."""
+    from evalalign_metric.protocol import load_protocol
+
+    wanted = set(aspects)
+    added = [{"name": a.name, "dimension": a.dimension, "template": a.template, "elements_key": a.elements_key,
+              "options": [{"label": o.label, "score": o.score} for o in a.options]}
+             for a in load_protocol("evalalign").aspects if a.name in wanted]
+    return {**describe, "name": "scene-describe-evalalign", "aspects": describe["aspects"] + added}
+
+
 def balanced(values: list, seed: int = 0) -> list:
     """The same number of items at every truth level (the smallest level's count), drawn with a fixed seed:
     with most items at one level, even a perfect judge's SRCC is capped far below 1 by the ties (80% at one
@@ -201,8 +212,8 @@ model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalal
 64x64 scenes drawn by `evalalign_metric.training.scenes` (one or two groups of circles, squares and
 triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions): direct questions
 about what is drawn first, then EvalAlign's questions about {n_train} scenes and prompts that never name
-the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model)
-was kept as built: trained, it drops where each image token is.
+the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model,
+{projector}) was kept as built: trained, it drops where each image token is.{phrases}
 
 What it answers (the EvalAlign protocol, Vicuna v1 chat format):
 
@@ -271,8 +282,19 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
             command = f"python benchmarks/train_scene_judge.py --threads {threads} --install"
             where = f" on {threads} CPU thread{'s' if threads != 1 else ''}"
         timing = f" (training took {recorded['train_seconds']:,.0f} s{where})"
+    from transformers import AutoTokenizer
+
+    from evalalign_metric.training import scenes
+
+    phrases = ""
+    if len(AutoTokenizer.from_pretrained(staging).tokenize(scenes.spatial_phrases()[0])) == 1:
+        phrases = ("\nIts tokenizer holds each Spatial element these prompts can have (\"circle: on the left of the "
+                   "square;\", 24 in all) as one token (`model.phrase_tokens`): spelled out word by word, its "
+                   "language model never learned to check a left/right relation.")
+    projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
     (staging / "README.md").write_text(README.format(
         params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
+        projector=projector, phrases=phrases,
         vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
@@ -332,8 +354,9 @@ def main(argv=None) -> int:
                              "to?): among all the direct questions left/right stays at chance (0: skip)")
     parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
-                             "the others); repeat for several stages in turn (default: one, Color:600; "
-                             "--bind none: no such stage)")
+                             "the others; 'positions' adds the direct position questions, e.g. "
+                             "positions,Spatial:1500); repeat for several stages in turn (default: one, "
+                             "Color:600; --bind none: no such stage)")
     parser.add_argument("--steps", type=int, default=2500, help="last stage's steps (all EvalAlign questions)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
@@ -431,7 +454,16 @@ def main(argv=None) -> int:
         aspects, _, steps = spec_text.rpartition(":")
         keep, name = set(aspects.split(",")), f"bind{number + 1}"
         write_subset(work, "annotations.jsonl", f"{name}.jsonl", keep.__contains__)
-        stages.append((name, "evalalign", f"{name}.jsonl", int(steps), args.batch_size, args.lr * 0.6, None))
+        protocol, batch = "evalalign", args.batch_size
+        if "positions" in keep:  # the position questions too, asked with the direct-question protocol
+            write_subset(work, "describe.jsonl", f"{name}-positions.jsonl",
+                         lambda aspect: aspect.startswith(POSITION_QUESTIONS))
+            for split in ("train", "heldout"):
+                with open(work / split / f"{name}.jsonl", "a") as rows:
+                    rows.write((work / split / f"{name}-positions.jsonl").read_text())
+            protocol, batch = os.fspath(work / f"{name}_protocol.json"), args.batch_size * 2
+            Path(protocol).write_text(json.dumps(bind_protocol(describe, keep - {"positions"}), indent=1))
+        stages.append((name, protocol, f"{name}.jsonl", int(steps), batch, args.lr * 0.6, None))
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image))
     weights = {k: float(v) for k, v in (item.split("=") for item in args.aspect_weights.split(",") if item)}
