@@ -15,16 +15,19 @@ held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: s
 either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector`` trains
 it): trained, it drops the image tokens' positions, which the vision tower keeps.
 
-Spatial (the aspect still below 0.8) and the options for it, each measured on 300 held-out scenes
-(README, "Proofs"): ``--projector linear`` builds a norm-keeping linear projector, so the language model's
-input keeps the positions (``benchmarks/probe_image_positions.py``: left/right 0.993 after stage 1, against
-0.785 with the frozen GELU MLP and 0.685 with it trained); ``--position-steps N`` adds a stage of the
-position questions alone after stage 1 (there left/right reached 0.98); ``--one-changes N`` adds training
-prompts with exactly one thing wrong (``scenes.one_change``); ``--reverse-questions`` asks which shape is
-red / on the left; ``--rope-columns`` gives the language model a rotary frequency that turns once per row
-of image tokens. None of them has yet made EvalAlign's Spatial question check left/right: the judges score
-a prompt with the relation reversed as high as the true one, telling only which shapes are drawn; a stage of
-Spatial questions alone (``--bind Spatial:1500``) teaches top/bottom, not left/right.
+Spatial and the options for it, each measured on 300 held-out scenes (README, "Proofs"): ``--projector
+linear`` builds a norm-keeping linear projector, so the language model's input keeps the positions
+(``benchmarks/probe_image_positions.py``: left/right 0.993 after stage 1, against 0.785 with the frozen GELU
+MLP and 0.685 with it trained); ``--position-steps N`` adds a stage of the position questions alone after
+stage 1 (there left/right reached 0.98); ``--one-changes N`` adds training prompts with exactly one thing
+wrong (``scenes.one_change``); ``--phrase-tokens`` makes each of the 24 Spatial elements the prompts can
+hold ("circle: on the left of the square;") one token of the judge's tokenizer; ``--bind
+positions,Spatial:N`` is a stage of the position questions and EvalAlign's Spatial question together.
+Spelled out word by word, the relation is never checked for left/right by this two-layer language model,
+even when it answers "where is (triangle: relative to the circle;)?" in plain words (0.99); with the phrase
+tokens and that stage, a prompt with the relation reversed scores 0.04 against 1.97 for the true one.
+``--reverse-questions`` (which shape is red / on the left?) and ``--rope-columns`` (a rotary frequency
+that turns once per row of image tokens) were tried and did not help.
 
 Held-out check: scenes from new seeds, every other one holding a held-out pair named by its prompts, scored
 with ``evalalign_metric.functional.score_images`` (the metric's scoring, QAlign expectation): per aspect,
@@ -279,8 +282,11 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
         threads = recorded.get("threads")
         where = ""
         if threads is not None:  # the thread count changes the arithmetic, hence the judge
-            command = f"python benchmarks/train_scene_judge.py --threads {threads} --install"
             where = f" on {threads} CPU thread{'s' if threads != 1 else ''}"
+        if "recipe" in recorded:  # the flags that shaped the judge, as its run was given them
+            command = " ".join(["python benchmarks/train_scene_judge.py", *recorded["recipe"], "--install"])
+        elif threads is not None:
+            command = f"python benchmarks/train_scene_judge.py --threads {threads} --install"
         timing = f" (training took {recorded['train_seconds']:,.0f} s{where})"
     from transformers import AutoTokenizer
 
@@ -299,6 +305,28 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     return heldout
+
+
+# flags that only say where the run works or what it does with the judge, not how the judge is made
+PLACE_FLAGS = {"--work": 1, "--fresh": 0, "--install": 0, "--install-dir": 1, "--install-from": 1}
+
+
+def recipe_flags(argv) -> list[str]:
+    """The command-line flags that make the judge (``argv`` without the place and install flags).
+
+    Example:
+        >>> recipe_flags(["--work", "/tmp/w", "--fresh", "--threads", "1", "--bind=Color:600", "--install"])
+        ['--threads', '1', '--bind=Color:600']
+    """
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+        elif arg.split("=")[0] in PLACE_FLAGS:
+            skip = PLACE_FLAGS[arg] if "=" not in arg else 0
+        else:
+            out.append(arg)
+    return out
 
 
 def built_spec(judge_dir: Path) -> dict:
@@ -497,6 +525,7 @@ def main(argv=None) -> int:
     print(f"target (every aspect SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; trained {steps} steps in "
           f"{train_seconds:.0f} s ({args.threads} threads), total {time.time() - t0:.0f} s")
     (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": steps,
+                                                  "recipe": recipe_flags(sys.argv[1:] if argv is None else argv),
                                                   "train_seconds": train_seconds, "threads": args.threads,
                                                   "total_seconds": time.time() - t0}, indent=1))
     if args.install:
