@@ -295,8 +295,8 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     phrases = ""
     if len(AutoTokenizer.from_pretrained(staging).tokenize(scenes.spatial_phrases()[0])) == 1:
         phrases = ("\nIts tokenizer holds each Spatial element these prompts can have (\"circle: on the left of the "
-                   "square;\", 24 in all) as one token (`model.phrase_tokens`): spelled out word by word, its "
-                   "language model never learned to check a left/right relation.")
+                   "square;\", 24 in all)\nas one token (`model.phrase_tokens`): spelled out word by word, a "
+                   "left/right relation was never\nchecked by the two-layer language models of these runs.")
     projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
     (staging / "README.md").write_text(README.format(
         params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
