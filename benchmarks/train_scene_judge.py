@@ -121,13 +121,12 @@ def write_subset(work: Path, source: str, target: str, keep) -> None:
 
 
 def bind_protocol(describe: dict, aspects) -> dict:
-    """The direct-question protocol with some of EvalAlign's aspects added: a stage that asks both."""
-    from evalalign_metric.protocol import load_protocol
+    """The direct-question protocol with some of EvalAlign's aspects added (their entries as the shipped
+    protocol file writes them): a stage that asks both."""
+    from importlib import resources
 
-    wanted = set(aspects)
-    added = [{"name": a.name, "dimension": a.dimension, "template": a.template, "elements_key": a.elements_key,
-              "options": [{"label": o.label, "score": o.score} for o in a.options]}
-             for a in load_protocol("evalalign").aspects if a.name in wanted]
+    shipped = json.loads((resources.files("evalalign_metric.protocol") / "data" / "evalalign.json").read_text())
+    added = [a for a in shipped["aspects"] if a["name"] in set(aspects)]
     return {**describe, "name": "scene-describe-evalalign", "aspects": describe["aspects"] + added}
 
 
