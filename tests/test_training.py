@@ -550,6 +550,8 @@ def test_cli_train_prints_a_summary(data_dir, base_judge, tmp_path, capsys):
     ({"training": {"freeze": [""]}}, r"config.training.freeze\[0\] must be a non-empty string"),
     ({"model": {"build": {}, "phrase_tokens": "a red square"}}, "config.model.phrase_tokens must be a list of texts"),
     ({"model": {"build": {}, "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
+    ({"model": {"base": "b", "phrase_tokens": ["a red square"]}},
+     r"config.model.phrase_tokens applies to a judge built from scratch \(config.model.build\)"),
 ])
 def test_config_errors_name_the_key(change, message):
     raw = {"output_dir": "o", "model": {"base": "b"}, "data": {"train": [{"format": "jsonl", "path": "t"}]}}

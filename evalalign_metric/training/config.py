@@ -278,6 +278,10 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
             raise InputError(f"{where} needs exactly one of 'base' (a judge folder or reference) or 'build' "
                              "(sizes of a new judge)")
         if value.get("base") is not None:
+            for key in ("vocabulary", "protocols", "phrase_tokens"):
+                if value.get(key):  # a base judge keeps the tokenizer it has: these would be ignored
+                    raise InputError(f"{where}.{key} applies to a judge built from scratch ({where}.build); "
+                                     f"a base judge keeps its own tokenizer")
             given = _typed(value["base"], "str", f"{where}.base")
             local = Path(given).expanduser()
             resolved = local if local.is_absolute() else base / local
