@@ -112,12 +112,16 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
 POSITION_QUESTIONS = ("side_", "where_", "shape_left", "shape_right", "shape_above", "shape_below")
 
 
-def write_subset(work: Path, source: str, target: str, keep) -> None:
+def is_position_question(aspect: str) -> bool:
+    return aspect.startswith(POSITION_QUESTIONS)
+
+
+def write_subset(work: Path, source: str, target: str, keep, *, append: bool = False) -> None:
     """``work/<split>/<target>``: the rows of ``work/<split>/<source>`` whose aspect ``keep`` accepts, for the
-    train and held-out splits (a stage on some questions only)."""
+    train and held-out splits (a stage on some questions only); ``append`` adds them to the file's rows."""
     for split in ("train", "heldout"):
-        with open(work / split / source) as rows:
-            (work / split / target).write_text("".join(line for line in rows if keep(json.loads(line)["aspect"])))
+        with open(work / split / source) as rows, open(work / split / target, "a" if append else "w") as out:
+            out.write("".join(line for line in rows if keep(json.loads(line)["aspect"])))
 
 
 def bind_protocol(describe: dict, aspects) -> dict:
@@ -473,7 +477,7 @@ def main(argv=None) -> int:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
                        args.batch_size * 2, args.lr, None))
     if args.position_steps:
-        write_subset(work, "describe.jsonl", "positions.jsonl", lambda aspect: aspect.startswith(POSITION_QUESTIONS))
+        write_subset(work, "describe.jsonl", "positions.jsonl", is_position_question)
         stages.append(("positions", os.fspath(work / "describe_protocol.json"), "positions.jsonl",
                        args.position_steps, args.batch_size * 2, args.lr, None))
     binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]
@@ -483,11 +487,7 @@ def main(argv=None) -> int:
         write_subset(work, "annotations.jsonl", f"{name}.jsonl", keep.__contains__)
         protocol, batch = "evalalign", args.batch_size
         if "positions" in keep:  # the position questions too, asked with the direct-question protocol
-            write_subset(work, "describe.jsonl", f"{name}-positions.jsonl",
-                         lambda aspect: aspect.startswith(POSITION_QUESTIONS))
-            for split in ("train", "heldout"):
-                with open(work / split / f"{name}.jsonl", "a") as rows:
-                    rows.write((work / split / f"{name}-positions.jsonl").read_text())
+            write_subset(work, "describe.jsonl", f"{name}.jsonl", is_position_question, append=True)
             protocol, batch = os.fspath(work / f"{name}_protocol.json"), args.batch_size * 2
             Path(protocol).write_text(json.dumps(bind_protocol(describe, keep - {"positions"}), indent=1))
         stages.append((name, protocol, f"{name}.jsonl", int(steps), batch, args.lr * 0.6, None))
