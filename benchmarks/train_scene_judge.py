@@ -53,6 +53,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,7 +63,9 @@ from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINAT
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
                 recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
-    ``describe.jsonl``: the curriculum's direct questions); returns the file and (scene, image, rows, unseen)
+    ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl``: the colour of each kind of shape
+    named as an element, about the scenes EvalAlign's questions are asked about, whose pairs ``exclude``
+    leaves out too); returns the file and (scene, image, rows, unseen)
     items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
     other scene gets one of these pairs. ``describe_seeds``: the direct questions are asked about these
     scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
@@ -74,7 +77,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     # every image is drawn again (about a second per thousand): a folder left by an older generator would
     # otherwise pair old pictures with new truth
     folder.mkdir(parents=True, exist_ok=True)
-    rows, items, describe = [], [], []
+    rows, items, describe, colours = [], [], [], []
 
     def draw(scene, name: str, *, asked: bool = True) -> str:
         scenes.render(scene).save(folder / name)
@@ -96,6 +99,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude,
                                               one_changes=one_changes)
         rows.extend(scene_rows)
+        colours.extend(scenes.element_colour_annotations(scene, name))
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
         draw(scenes.random_scene(scenes.random_state(seed)), f"d{seed}.png")
@@ -105,6 +109,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
+    (folder / "colours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in colours))
     return path, items
 
 
@@ -124,6 +129,49 @@ def write_subset(work: Path, source: str, target: str, keep, *, append: bool = F
             out.write("".join(line for line in rows if keep(json.loads(line)["aspect"])))
 
 
+# what a --bind stage may ask besides EvalAlign's aspects: the direct position questions, the element colour question
+BIND_EXTRAS = ("positions", "colours")
+
+
+class Bind(NamedTuple):
+    aspects: frozenset
+    weights: dict
+    steps: int
+    per_image: int | None
+
+
+def parse_bind(text: str) -> Bind:
+    """A ``--bind`` value: ``ASPECTS:STEPS[:QUESTIONS_PER_IMAGE]``, the aspects comma-separated, each with an
+    optional ``=WEIGHT`` (how often its questions are drawn); without a questions-per-image count every
+    question of an image is asked.
+
+    Example:
+        >>> parse_bind("colours,Color=3,Spatial:1000:4")
+        Bind(aspects=frozenset({'Color', 'Spatial', 'colours'}), weights={'Color': 3.0}, steps=1000, per_image=4)
+    """
+    from evalalign_metric.training import scenes
+
+    known = (*scenes.ALIGNMENT_ASPECTS, *scenes.FAITHFULNESS_ASPECTS, *BIND_EXTRAS)
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        raise SystemExit(f"--bind {text!r}: expected ASPECTS:STEPS or ASPECTS:STEPS:QUESTIONS_PER_IMAGE with "
+                         "positive whole numbers, e.g. Color:600 or colours,Color=3,Spatial:1000:4")
+    aspects, weights = set(), {}
+    for item in parts[0].split(","):
+        name, _, weight = item.partition("=")
+        if name not in known:
+            raise SystemExit(f"--bind {text!r}: unknown aspect {name!r}; expected some of {', '.join(known)}")
+        aspects.add(name)
+        if weight:
+            try:
+                weights[name] = float(weight)
+            except ValueError:
+                weights[name] = float("nan")  # refused just below, with the same message
+            if not weights[name] > 0:
+                raise SystemExit(f"--bind {text!r}: the weight of {name!r} must be a positive number, got {weight!r}")
+    return Bind(frozenset(aspects), weights, int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
+
+
 def bind_protocol(describe: dict, aspects) -> dict:
     """The direct-question protocol with some of EvalAlign's aspects added (their entries as the shipped
     protocol file writes them): a stage that asks both."""
@@ -132,6 +180,26 @@ def bind_protocol(describe: dict, aspects) -> dict:
     shipped = json.loads((resources.files("evalalign_metric.protocol") / "data" / "evalalign.json").read_text())
     added = [a for a in shipped["aspects"] if a["name"] in set(aspects)]
     return {**describe, "name": "scene-describe-evalalign", "aspects": describe["aspects"] + added}
+
+
+def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides: bool) -> str:
+    """Write a ``--bind`` stage's rows (``work/<split>/<name>.jsonl``) and return its protocol: ``"evalalign"``
+    for EvalAlign's aspects alone; with direct questions too (``BIND_EXTRAS``), the path of a protocol holding
+    both (``work/<name>_protocol.json``)."""
+    from evalalign_metric.training import scenes
+
+    evalalign_aspects = bind.aspects - set(BIND_EXTRAS)
+    write_subset(work, "annotations.jsonl", f"{name}.jsonl", evalalign_aspects.__contains__)
+    if not bind.aspects & set(BIND_EXTRAS):
+        return "evalalign"
+    if "positions" in bind.aspects:
+        write_subset(work, "describe.jsonl", f"{name}.jsonl", is_position_question, append=True)
+    if "colours" in bind.aspects:
+        write_subset(work, "colours.jsonl", f"{name}.jsonl", lambda aspect: True, append=True)
+    asked = scenes.describe_protocol(reverse=reverse, sides=sides, element_colours="colours" in bind.aspects)
+    protocol = work / f"{name}_protocol.json"
+    protocol.write_text(json.dumps(bind_protocol(asked, evalalign_aspects), indent=1))
+    return os.fspath(protocol)
 
 
 def balanced(values: list, seed: int = 0) -> list:
@@ -383,10 +451,12 @@ def main(argv=None) -> int:
     parser.add_argument("--position-steps", type=int, default=0,
                         help="a stage after stage 1 on its position questions only (which half? where relative "
                              "to?): among all the direct questions left/right stays at chance (0: skip)")
-    parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS",
+    parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS[:PER_IMAGE]",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
-                             "the others; 'positions' adds the direct position questions, e.g. "
-                             "positions,Spatial:1500); repeat for several stages in turn (default: one, "
+                             "the others; 'positions' adds the direct position questions, 'colours' the colour "
+                             "question with a shape as its element; ASPECT=W draws its questions W times as often; "
+                             "PER_IMAGE: questions asked per image, default all), e.g. positions,Spatial:1500 or "
+                             "colours,Color=3,Spatial:1000:4; repeat for several stages in turn (default: one, "
                              "Color:600; --bind none: no such stage)")
     parser.add_argument("--steps", type=int, default=2500, help="last stage's steps (all EvalAlign questions)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
@@ -475,37 +545,33 @@ def main(argv=None) -> int:
     stages = []
     if args.describe_steps:
         stages.append(("describe", os.fspath(work / "describe_protocol.json"), "describe.jsonl", args.describe_steps,
-                       args.batch_size * 2, args.lr, None))
+                       args.batch_size * 2, args.lr, None, {}))
     if args.position_steps:
         write_subset(work, "describe.jsonl", "positions.jsonl", is_position_question)
         stages.append(("positions", os.fspath(work / "describe_protocol.json"), "positions.jsonl",
-                       args.position_steps, args.batch_size * 2, args.lr, None))
-    binds = [] if args.bind == ["none"] else args.bind or ["Color:600"]
-    for number, spec_text in enumerate(binds):
-        aspects, _, steps = spec_text.rpartition(":")
-        keep, name = set(aspects.split(",")), f"bind{number + 1}"
-        write_subset(work, "annotations.jsonl", f"{name}.jsonl", keep.__contains__)
-        protocol, batch = "evalalign", args.batch_size
-        if "positions" in keep:  # the position questions too, asked with the direct-question protocol
-            write_subset(work, "describe.jsonl", f"{name}.jsonl", is_position_question, append=True)
-            protocol, batch = os.fspath(work / f"{name}_protocol.json"), args.batch_size * 2
-            Path(protocol).write_text(json.dumps(bind_protocol(describe, keep - {"positions"}), indent=1))
-        stages.append((name, protocol, f"{name}.jsonl", int(steps), batch, args.lr * 0.6, None))
-    stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
-                   args.questions_per_image))
+                       args.position_steps, args.batch_size * 2, args.lr, None, {}))
+    binds = [] if args.bind == ["none"] else [parse_bind(text) for text in args.bind or ["Color:600"]]
+    for number, bind in enumerate(binds):
+        name = f"bind{number + 1}"
+        protocol = write_bind_stage(work, name, bind, reverse=args.reverse_questions, sides=args.side_questions)
+        batch = args.batch_size * (2 if protocol != "evalalign" else 1)  # direct questions: stage 1's batch
+        stages.append((name, protocol, f"{name}.jsonl", bind.steps, batch, args.lr * 0.6, bind.per_image,
+                       bind.weights))
     weights = {k: float(v) for k, v in (item.split("=") for item in args.aspect_weights.split(",") if item)}
+    stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
+                   args.questions_per_image, weights))
     configs = [(name, {
         "protocol": protocol,
         "data": {"train": [{"format": "jsonl", "path": os.fspath(work / "train" / data)}],
                  "eval": [{"format": "jsonl", "path": os.fspath(work / "heldout" / data)}],
-                 "questions_per_image": per_image, "aspect_weights": weights if name == "judge" else {}},
+                 "questions_per_image": per_image, "aspect_weights": stage_weights},
         "training": {"max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 50,
                      "weight_decay": 0.01, "scheduler": "cosine", "min_lr_ratio": 0.05, "checkpoint_every": 200,
                      "eval_every": 500, "eval_max_images": 60, "log_every": 50, "seed": 0,
                      "resume": not args.fresh,
                      "freeze": ["model.multi_modal_projector.*"] if args.freeze_projector else []},
         "augment": {"lighting": True, "lighting_strength": 0.1},
-    }) for name, protocol, data, steps, batch, lr, per_image in stages]
+    }) for name, protocol, data, steps, batch, lr, per_image, stage_weights in stages]
     if args.base:
         spec = built_spec(Path(args.base))
     first = ({"base": args.base} if args.base else

@@ -693,6 +693,25 @@ def test_describe_rows_answer_where_each_kind_is_relative_to_each_other():
     assert "shape_red" not in asked and "shape_blue" in asked  # two red groups: no single answer
 
 
+def test_element_colour_rows_name_each_shape_as_an_element_and_answer_its_colour(tmp_path):
+    from evalalign_metric.protocol.schema import protocol_from_dict
+
+    protocol = protocol_from_dict(scenes.describe_protocol(element_colours=True))
+    assert "colour_element" not in {a["name"] for a in scenes.describe_protocol()["aspects"]}
+    scene = scenes.Scene((scenes.Group("triangle", "red", 1), scenes.Group("circle", "blue", 2)), "above", 4, seed=0)
+    rows = scenes.element_colour_annotations(scene, "x.png")
+    path = tmp_path / "colours.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    targets = [build_target(protocol, a) for a in read_jsonl(path, protocol)]
+    asked = {t.question.splitlines()[-1]: t.answer for t in targets}
+    assert asked == {"What color is (triangle;)?": "red", "What color is (circle;)?": "blue",
+                     "What color is (square;)?": "none"}
+    assert targets[0].labels == ("none", *scenes.COLOURS)
+    rng = scenes.random_state(7)  # a shape painted off the palette has no colour word to answer: not asked
+    painted = scenes.recolour(scene, rng)
+    assert [r["elements"]["Shape"] for r in scenes.element_colour_annotations(painted, "x.png")] == ["square;"]
+
+
 def test_recoloured_scenes_keep_clear_of_held_out_colours_and_ask_no_colour():
     held_out = scenes.HELD_OUT_PAIRS
     for seed in range(200):

@@ -368,12 +368,13 @@ def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str,
     return Claims(tuple(groups), scene.relation)
 
 
-def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
+def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colours: bool = False) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
     colours before it learns EvalAlign's comparisons of an image with a prompt. ``sides`` adds in which half
     each kind of shape is; ``reverse`` questions the other way round, a colour or relation word in the
-    question and a shape in the answer."""
+    question and a shape in the answer; ``element_colours`` the colour question with the shape as an
+    element, written where EvalAlign writes its elements (:func:`element_colour_annotations`)."""
     aspects = []
     for shape in SHAPES:
         noun = PLURAL[shape]
@@ -403,6 +404,11 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True) -> dict:
     for relation in RELATIONS if reverse else ():
         aspects.append({"name": f"shape_{relation}", "dimension": "describe",
                         "template": f"<image>\nWhich shape is {RELATIONS[relation]} the other?", "options": kinds})
+    if element_colours:
+        aspects.append({"name": "colour_element", "dimension": "describe", "elements_key": "Shape",
+                        "template": "<image>\nWhat color is ({elements})?",
+                        "options": [{"label": "none", "score": 0}]
+                        + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]})
     aspects.append({"name": "distortion", "dimension": "describe",
                     "template": "<image>\nHow distorted are the shapes, from 0 (badly) to 4 (not at all)?",
                     "options": [{"label": str(n), "score": n} for n in range(MAX_LEVEL + 1)]})
@@ -455,6 +461,25 @@ def describe_annotations(scene: Scene, image: str, *, reverse: bool = True, side
         rows.append({"image": image, "aspect": f"shape_{relation}", "score": kinds[there[0]] if there else 0})
     rows.append({"image": image, "aspect": "distortion", "score": scene.level})
     return rows
+
+
+def element_colour_annotations(scene: Scene, image: str) -> list[dict]:
+    """JSONL rows for the ``colour_element`` question of :func:`describe_protocol`: every kind of shape, named
+    as an element ("triangle;") in the parentheses where EvalAlign's Color question names its elements, and the
+    colour it is drawn in ("none" if it is not drawn). Asked beside EvalAlign's Color question, it ties the
+    prompt's element text to what the judge sees: the colour check of that question formed in one stage this
+    way (README, "Proofs"), where asked alone it formed in some runs and not in others. Shapes painted off the
+    palette (:func:`recolour`) are not asked.
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2),), None, 4, seed=0)
+        >>> [(r["elements"]["Shape"], r["score"]) for r in element_colour_annotations(scene, "0.png")]
+        [('circle;', 1), ('square;', 0), ('triangle;', 0)]
+    """
+    present = {g.shape: g.colour for g in scene.groups}
+    return [{"image": image, "aspect": "colour_element", "elements": {"Shape": f"{shape};"},
+             "score": list(COLOURS).index(present[shape]) + 1 if shape in present else 0}
+            for shape in SHAPES if present.get(shape, "red") in COLOURS]
 
 
 def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,

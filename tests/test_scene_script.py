@@ -1,0 +1,64 @@
+"""The scene benchmark's stage options (benchmarks/train_scene_judge.py): what a --bind stage asks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from evalalign_metric.protocol.schema import protocol_from_dict
+from evalalign_metric.training import scenes
+from evalalign_metric.training.readers import read_jsonl
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_scene_judge.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_scene_judge", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bind_values_are_parsed_with_weights_and_questions_per_image(script):
+    bind = script.parse_bind("colours,Color=3,Spatial:1000:4")
+    assert (bind.aspects, bind.weights, bind.steps, bind.per_image) == (
+        {"colours", "Color", "Spatial"}, {"Color": 3.0}, 1000, 4)
+    assert script.parse_bind("Color:600") == script.Bind(frozenset({"Color"}), {}, 600, None)
+
+
+@pytest.mark.parametrize("text, names", [
+    ("Colour:600", "'Colour'"),  # not an aspect the scenes have
+    ("Color:0", "positive whole numbers"),
+    ("Color", "ASPECTS:STEPS"),
+    ("Color:600:4:2", "ASPECTS:STEPS"),
+    ("Color=x:600", "weight of 'Color'"),
+    ("Color=-1:600", "weight of 'Color'"),
+])
+def test_bad_bind_values_are_refused_by_name(script, text, names):
+    with pytest.raises(SystemExit, match=names):
+        script.parse_bind(text)
+
+
+def test_a_colours_bind_stage_asks_the_element_colour_question_beside_evalalign_aspects(script, tmp_path):
+    for split, seeds in (("train", range(8)), ("heldout", range(100, 104))):
+        script.write_split(tmp_path / split, seeds, exclude=scenes.HELD_OUT_PAIRS,
+                           describe_seeds=range(1000, 1004))
+    protocol = script.write_bind_stage(tmp_path, "bind1", script.parse_bind("colours,Color=3,Spatial:1000:4"),
+                                       reverse=False, sides=True)
+    loaded = protocol_from_dict(json.loads(Path(protocol).read_text()))
+    rows = [json.loads(line) for line in (tmp_path / "train" / "bind1.jsonl").read_text().splitlines()]
+    assert {r["aspect"] for r in rows} == {"colour_element", "Color", "Spatial"}
+    # the colour rows are about the scenes the EvalAlign questions are asked about, three shapes each
+    evalalign_images = {r["image"] for r in rows if r["aspect"] != "colour_element"}
+    colour_rows = [r for r in rows if r["aspect"] == "colour_element"]
+    assert len(colour_rows) == 3 * 8 and {r["image"] for r in colour_rows} >= evalalign_images
+    assert len(read_jsonl(tmp_path / "train" / "bind1.jsonl", loaded)) == len(rows)  # every row is askable
+    assert not {a.name for a in loaded.aspects} & {"Count", "Object", "object"}
+    # without direct questions the stage uses the shipped protocol and its rows only
+    assert script.write_bind_stage(tmp_path, "bind2", script.parse_bind("Count:10"), reverse=False,
+                                   sides=True) == "evalalign"
+    assert {json.loads(line)["aspect"] for line in (tmp_path / "heldout" / "bind2.jsonl").open()} == {"Count"}
