@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny judges built offline and saved with save_pretrained (loaded through the real path)."""
+"""Shared fixtures: tiny judges built offline and saved with save_pretrained (loaded through the real path), and
+the benchmark scripts some tests call into."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +15,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Tiny models: one thread avoids oversubscription on small shared CPUs and keeps results reproducible.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("train_scene_judge")``: that script of ``benchmarks/`` imported as a module (the folder
+    holds scripts, not a package)."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ that is impossible (no package index, no disk) the test is skipped with the reas
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -14,18 +13,9 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(1500)]
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "parity_reference_llava.py"
 
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("parity_reference_llava", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_converted_judges_match_the_reference(tmp_path):
-    bench = _benchmark()
+def test_converted_judges_match_the_reference(tmp_path, load_benchmark):
+    bench = load_benchmark("parity_reference_llava")
     venv = Path(os.environ.get("EVALALIGN_PARITY_VENV", bench.default_venv()))
     try:
         bench.ensure_reference_venv(venv)

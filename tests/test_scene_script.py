@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,10 @@ from evalalign_metric.protocol.schema import protocol_from_dict
 from evalalign_metric.training import scenes
 from evalalign_metric.training.readers import read_jsonl
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_scene_judge.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("train_scene_judge", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("train_scene_judge")
 
 
 def test_bind_values_are_parsed_with_weights_and_questions_per_image(script):

@@ -467,9 +467,9 @@ def element_colour_annotations(scene: Scene, image: str) -> list[dict]:
     """JSONL rows for the ``colour_element`` question of :func:`describe_protocol`: every kind of shape, named
     as an element ("triangle;") in the parentheses where EvalAlign's Color question names its elements, and the
     colour it is drawn in ("none" if it is not drawn). Asked beside EvalAlign's Color question, it ties the
-    prompt's element text to what the judge sees: the colour check of that question formed in one stage this
-    way (README, "Proofs"), where asked alone it formed in some runs and not in others. Shapes painted off the
-    palette (:func:`recolour`) are not asked.
+    prompt's element text to what the judge sees: that question's colour check formed in every run with such a
+    stage, where asked alone it formed in some runs and not in others (README, "Proofs"). Shapes painted off
+    the palette (:func:`recolour`) are not asked.
 
     Example:
         >>> scene = Scene((Group("circle", "red", 2),), None, 4, seed=0)
@@ -479,7 +479,7 @@ def element_colour_annotations(scene: Scene, image: str) -> list[dict]:
     present = {g.shape: g.colour for g in scene.groups}
     return [{"image": image, "aspect": "colour_element", "elements": {"Shape": f"{shape};"},
              "score": list(COLOURS).index(present[shape]) + 1 if shape in present else 0}
-            for shape in SHAPES if present.get(shape, "red") in COLOURS]
+            for shape in SHAPES if shape not in present or present[shape] in COLOURS]
 
 
 def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
