@@ -110,6 +110,16 @@ def test_every_protocol_question_matches_the_plain_engine(judges, tokenizer, arc
         assert stats.groups == -(-len(images) // batch_size)
 
 
+def test_the_cache_goes_by_the_name_the_installed_transformers_gives_it(judges):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40)."""
+    import warnings
+
+    judge = judges("llama", "llava")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        _answer(judge, PrefixEngine(batch_size=2), _images()[:2], [ALL_ELEVEN, OFFICIAL_SETS[0]])
+
+
 @pytest.mark.parametrize("chunk", [1, 200, 10**6])
 def test_suffix_chunking_does_not_change_answers(judges, chunk):
     """1: every question its own suffix forward; 10**6: all questions of an image in one forward."""

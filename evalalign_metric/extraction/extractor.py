@@ -46,6 +46,7 @@ from evalalign_metric.extraction.prompting import (
     select_examples,
 )
 from evalalign_metric.extraction.result_info import ASPECTS, parse_answer, parse_aspect, validate_result_info
+from evalalign_metric.kv_cache import cache_keyword, returned_cache
 
 PROMPT_STYLES = ("completion", "chat")
 DECODINGS = ("guided", "free")
@@ -326,7 +327,7 @@ class LMElementExtractor:
             out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
             if len(self._prefixes) >= 4:
                 self._prefixes.pop(next(iter(self._prefixes)))
-            self._prefixes[head] = (ids, out.past_key_values)
+            self._prefixes[head] = (ids, returned_cache(out))
         return self._prefixes[head]
 
     def _eos_ids(self) -> list[int]:
@@ -358,7 +359,7 @@ class LMElementExtractor:
             head_ids, cache = self._head_cache(head, device)
             n_head = head_ids.shape[1]
             if input_ids.shape[1] > n_head and torch.equal(input_ids[0, :n_head], head_ids[0]):
-                extra["past_key_values"] = copy.deepcopy(cache)  # generate() extends the cache it is given
+                extra[cache_keyword(self.model)] = copy.deepcopy(cache)  # generate() extends the cache it is given
         eos = self._eos_ids()
         pad = self.tokenizer.pad_token_id
         if pad is None:

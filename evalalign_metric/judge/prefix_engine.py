@@ -49,6 +49,7 @@ from evalalign_metric.errors import InputError
 from evalalign_metric.judge.backends import BACKENDS, collate_pixels
 from evalalign_metric.judge.engine import ImageWork, PlainEngine, expand_image_tokens
 from evalalign_metric.judge.scheduler import pack_groups
+from evalalign_metric.kv_cache import cache_keyword, returned_cache
 
 # Attention implementations known to honour a custom additive 4-D mask together with a DynamicCache.
 MASKABLE_ATTENTION = ("sdpa", "eager")
@@ -292,11 +293,11 @@ class PrefixEngine:
         pixels = collate_pixels([item.pixels for item in items])
         pixels = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
                   for k, v in pixels.items()}
-        cache = model(
+        cache = returned_cache(model(
             input_ids=prefix_ids.to(device), attention_mask=prefix_valid.long().to(device),
             position_ids=torch.arange(p_max)[None].expand(n, p_max).to(device), use_cache=True,
             logits_to_keep=torch.zeros((n, 0), dtype=torch.long, device=device), **pixels,
-        ).past_key_values
+        ))
         stats.images += n
         stats.groups += 1
         stats.vision_passes += n
@@ -350,8 +351,8 @@ class PrefixEngine:
         sees = torch.cat([prefix_valid[:, None, :].expand(n, width, p_max), sees], dim=2)
         mask = torch.zeros(sees.shape, dtype=dtype).masked_fill_(~sees, torch.finfo(dtype).min)[:, None]
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), past_key_values=cache, use_cache=True,
-                    logits_to_keep=reads.to(device))
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=reads.to(device),
+                    **{cache_keyword(model): cache})
         return torch.log_softmax(out.logits.float(), dim=-1), width
 
 
