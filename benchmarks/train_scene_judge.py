@@ -148,14 +148,42 @@ class Bind(NamedTuple):
     per_image: int | None
 
 
+def positive_weight(where: str, name: str, text: str) -> float:
+    """``text`` as a positive number, the weight of aspect ``name`` (``where``: the flag and value, for the error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise SystemExit(f"{where}: the weight of {name!r} must be a positive number, got {text!r}")
+    return value
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``--aspect-weights``: ``NAME=WEIGHT`` pairs, comma-separated.
+
+    Example:
+        >>> parse_weights("Color=3,Spatial=2")
+        {'Color': 3.0, 'Spatial': 2.0}
+    """
+    weights = {}
+    for item in filter(None, text.split(",")):
+        name, sep, weight = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--aspect-weights {text!r}: expected NAME=WEIGHT pairs, got {item!r}")
+        weights[name] = positive_weight(f"--aspect-weights {text!r}", name, weight)
+    return weights
+
+
 def parse_bind(text: str) -> Bind:
     """A ``--bind`` value: ``ASPECTS:STEPS[:QUESTIONS_PER_IMAGE]``, the aspects comma-separated, each with an
     optional ``=WEIGHT`` (how often its questions are drawn); without a questions-per-image count every
     question of an image is asked.
 
     Example:
-        >>> parse_bind("colours,Color=3,Spatial:1000:4")
-        Bind(aspects=frozenset({'Color', 'Spatial', 'colours'}), weights={'Color': 3.0}, steps=1000, per_image=4)
+        >>> bind = parse_bind("colours,Color=3,Spatial:1000:4")
+        >>> sorted(bind.aspects), bind.weights, bind.steps, bind.per_image
+        (['Color', 'Spatial', 'colours'], {'Color': 3.0}, 1000, 4)
     """
     from evalalign_metric.training import scenes
 
@@ -171,12 +199,7 @@ def parse_bind(text: str) -> Bind:
             raise SystemExit(f"--bind {text!r}: unknown aspect {name!r}; expected some of {', '.join(known)}")
         aspects.add(name)
         if weight:
-            try:
-                weights[name] = float(weight)
-            except ValueError:
-                weights[name] = float("nan")  # refused just below, with the same message
-            if not weights[name] > 0:
-                raise SystemExit(f"--bind {text!r}: the weight of {name!r} must be a positive number, got {weight!r}")
+            weights[name] = positive_weight(f"--bind {text!r}", name, weight)
     return Bind(frozenset(aspects), weights, int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
 
 
@@ -565,7 +588,7 @@ def main(argv=None) -> int:
         batch = args.batch_size * (2 if protocol != "evalalign" else 1)  # direct questions: stage 1's batch
         stages.append((name, protocol, f"{name}.jsonl", bind.steps, batch, args.lr * 0.6, bind.per_image,
                        bind.weights))
-    weights = {k: float(v) for k, v in (item.split("=") for item in args.aspect_weights.split(",") if item)}
+    weights = parse_weights(args.aspect_weights)
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image, weights))
     configs = [(name, {

@@ -37,6 +37,14 @@ def test_bad_bind_values_are_refused_by_name(script, text, names):
         script.parse_bind(text)
 
 
+def test_aspect_weights_are_parsed_and_bad_ones_refused_by_name(script):
+    assert script.parse_weights("Color=3,Spatial=2,Count=2") == {"Color": 3.0, "Spatial": 2.0, "Count": 2.0}
+    with pytest.raises(SystemExit, match="weight of 'Count'"):
+        script.parse_weights("Color=3,Count=two")
+    with pytest.raises(SystemExit, match="NAME=WEIGHT pairs, got 'Color'"):
+        script.parse_weights("Color")
+
+
 def test_a_colours_bind_stage_asks_the_element_colour_question_beside_evalalign_aspects(script, tmp_path):
     for split, seeds in (("train", range(8)), ("heldout", range(100, 104))):
         script.write_split(tmp_path / split, seeds, exclude=scenes.HELD_OUT_PAIRS,

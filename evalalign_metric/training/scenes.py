@@ -376,6 +376,7 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colou
     question and a shape in the answer; ``element_colours`` the colour question with the shape as an
     element, written where EvalAlign writes its elements (:func:`element_colour_annotations`)."""
     aspects = []
+    colours = [{"label": "none", "score": 0}] + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]
     for shape in SHAPES:
         noun = PLURAL[shape]
         aspects.append({"name": f"count_{shape}", "dimension": "describe",
@@ -383,8 +384,7 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colou
                         "options": [{"label": str(n), "score": n} for n in range(4)]})
         aspects.append({"name": f"colour_{shape}", "dimension": "describe",
                         "template": f"<image>\nWhat color are the {noun}?",
-                        "options": [{"label": "none", "score": 0}]
-                        + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]})
+                        "options": colours})
     for a in SHAPES:
         for b in SHAPES:
             if a != b:
@@ -407,8 +407,7 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colou
     if element_colours:
         aspects.append({"name": "colour_element", "dimension": "describe", "elements_key": "Shape",
                         "template": "<image>\nWhat color is ({elements})?",
-                        "options": [{"label": "none", "score": 0}]
-                        + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]})
+                        "options": colours})
     aspects.append({"name": "distortion", "dimension": "describe",
                     "template": "<image>\nHow distorted are the shapes, from 0 (badly) to 4 (not at all)?",
                     "options": [{"label": str(n), "score": n} for n in range(MAX_LEVEL + 1)]})
