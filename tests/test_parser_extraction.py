@@ -1,0 +1,166 @@
+"""The parser element extractor: hand-written prompts (none from the official set) with hand-computed
+elements for every aspect, bad input, linearity by operation count; and its place in the element chain
+(order, switch-off, source counts in compute(), `evalalign elements --method`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalalign_metric.errors import InputError
+from evalalign_metric.extraction import lexicon as lexicon_module
+from evalalign_metric.extraction.parser import ParserElementExtractor, parse_elements
+from evalalign_metric.extraction.result_info import ASPECTS, parse_result_info
+from evalalign_metric.official import alignment_prompts
+
+NONE6 = dict.fromkeys(ASPECTS, "none")
+
+# (prompt, the aspects that are not "none"), worked out by hand from the rules in the parser's docstring.
+CASES = [
+    ("two red apples on a wooden table, oil painting",
+     {"Object": "apples; table;", "Count": "apples: two; table: a;", "Color": "apples: red;",
+      "Style": "oil painting;", "Spatial": "apples: on the table;"}),
+    ("a man riding a horse",
+     {"Object": "man; horse;", "Count": "man: a; horse: a;", "Action": "man is riding;"}),
+    ("A cute puppy and a kitten sleeping under a light blue blanket, watercolor",
+     {"Object": "puppy; kitten; blanket;", "Count": "puppy: a; kitten: a; blanket: a;",
+      "Color": "blanket: light blue;", "Style": "watercolor;", "Spatial": "puppy and kitten: under the blanket;",
+      "Action": "puppy and kitten are sleeping;"}),
+    ("three teddy bears sitting on a sofa to the left of a lamp",
+     {"Object": "teddy bears; sofa; lamp;", "Count": "teddy bears: three; sofa: a; lamp: a;",
+      "Spatial": "teddy bears: on the sofa; sofa: to the left of the lamp;", "Action": "teddy bears are sitting;"}),
+    ("a cat between two dogs",
+     {"Object": "cat; dogs;", "Count": "cat: a; dogs: two;", "Spatial": "cat: between the dogs;"}),
+    ("an old man reading a newspaper next to a traffic light, in the style of Van Gogh",
+     {"Object": "old man; newspaper; traffic light;", "Count": "old man: a; newspaper: a; traffic light: a;",
+      "Style": "style of Van Gogh;", "Spatial": "newspaper: next to the traffic light;",
+      "Action": "old man is reading;"}),
+    ("5 golden coins in a wooden box",
+     {"Object": "coins; box;", "Count": "coins: five; box: a;", "Color": "coins: golden;",
+      "Spatial": "coins: in the box;"}),
+    ("a pair of shoes under the bed",
+     {"Object": "shoes; bed;", "Count": "shoes: a pair; bed: a;", "Spatial": "shoes: under the bed;"}),
+    ("a group of penguins walking on a glacier, pixel art",
+     {"Object": "penguins; glacier;", "Count": "penguins: a group; glacier: a;", "Style": "pixel art;",
+      "Spatial": "penguins: on the glacier;", "Action": "penguins are walking;"}),
+    ("several balloons floating above a house",
+     {"Object": "balloons; house;", "Count": "balloons: several; house: a;", "Spatial": "balloons: above the house;",
+      "Action": "balloons are floating;"}),
+    ("a black and white cat", {"Object": "cat;", "Count": "cat: a;", "Color": "cat: black and white;"}),
+    ("The car is red.", {"Object": "car;", "Count": "car: a;", "Color": "car: red;"}),
+    ("a robot in front of a spaceship, 3D render",
+     {"Object": "robot; spaceship;", "Count": "robot: a; spaceship: a;", "Style": "3D render;",
+      "Spatial": "robot: in front of the spaceship;"}),
+    ("many stars in the night sky, anime",
+     {"Object": "stars; night sky;", "Count": "stars: many; night sky: a;", "Style": "anime;",
+      "Spatial": "stars: in the night sky;"}),
+    ("a girl in red holding an umbrella",
+     {"Object": "girl; umbrella;", "Count": "girl: a; umbrella: a;", "Color": "girl: red;",
+      "Action": "girl is holding;"}),
+    ("twelve cupcakes behind a blender, 8k, highly detailed",
+     {"Object": "cupcakes; blender;", "Count": "cupcakes: twelve; blender: a;",
+      "Spatial": "cupcakes: behind the blender;"}),
+    ("a lamp on the left and a chair on the right",
+     {"Object": "lamp; chair;", "Count": "lamp: a; chair: a;", "Spatial": "lamp: on the left; chair: on the right;"}),
+    ("a photo of two kittens playing inside a cardboard box",
+     {"Object": "kittens; cardboard box;", "Count": "kittens: two; cardboard box: a;", "Style": "photo;",
+      "Spatial": "kittens: inside the cardboard box;", "Action": "kittens are playing;"}),
+    ("a knight fights a dragon below a castle",
+     {"Object": "knight; dragon; castle;", "Count": "knight: a; dragon: a; castle: a;",
+      "Spatial": "dragon: below the castle;", "Action": "knight fights;"}),
+]
+
+
+@pytest.mark.parametrize("prompt, expected", CASES, ids=[c[0][:40] for c in CASES])
+def test_hand_written_prompts(prompt, expected):
+    result = parse_elements(prompt)
+    assert result.result_info == {**NONE6, **expected}
+    assert result.notes == ()
+
+
+def test_the_cases_cover_every_aspect_and_are_not_official():
+    covered = {a for _, expected in CASES for a in expected}
+    assert covered == set(ASPECTS)
+    official = {e["prompt"] for e in alignment_prompts()}
+    assert not official & {p for p, _ in CASES}
+
+
+def test_output_is_strict_result_info_in_canonical_form():
+    for prompt, _ in CASES:
+        info = parse_elements(prompt).result_info
+        assert {a: p.canonical() for a, p in parse_result_info(info).items()} == info
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
+def test_empty_prompt_is_an_input_error_naming_it(prompt):
+    with pytest.raises(InputError, match=r"prompt .* is empty or whitespace only; expected an English T2I prompt"):
+        parse_elements(prompt)
+
+
+def test_a_non_string_prompt_is_an_input_error():
+    with pytest.raises(InputError, match="prompt must be a string .* got int"):
+        parse_elements(3)
+
+
+@pytest.mark.parametrize("prompt", ["!!! ???", "4k, 8k, highly detailed", "very very quickly", "1967"])
+def test_nothing_recognisable_is_all_none_with_a_note(prompt):
+    result = parse_elements(prompt)
+    assert result.result_info == NONE6
+    assert result.notes == (f'nothing recognisable in prompt {prompt!r}: every aspect is "none"',)
+
+
+def test_a_colour_alone_is_unbound_and_adjectives_alone_are_nothing():
+    assert parse_elements("brown, peaceful").result_info == {**NONE6, "Color": "brown;"}
+
+
+def test_extractor_wrapper_and_identity():
+    extract = ParserElementExtractor()
+    assert extract("a cat on a mat")["Spatial"] == "cat: on the mat;"
+    assert extract.identity == "parser:v1"
+    assert extract.parse("?").notes
+
+
+class _CountingLexicon:
+    """Counts the lexicon probes the parser makes (its unit of work)."""
+
+    def __init__(self, lex):
+        self._lex, self.calls = lex, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._lex, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return attr(*args, **kwargs)
+        return counted
+
+
+def test_work_grows_linearly_with_prompt_length():
+    base = "two brown dogs are chasing a red ball next to a wooden fence in a sunny park, oil painting, "
+    calls = []
+    for repeat in (5, 50):  # 95 and 950 words
+        counting = _CountingLexicon(lexicon_module.load_lexicon())
+        parse_elements(base * repeat, lexicon=counting)
+        calls.append(counting.calls)
+    # Linear: ten times the words costs ten times the probes (the first repetition differs a little).
+    assert 9.5 <= calls[1] / calls[0] <= 10.5
+
+
+def test_a_5000_word_prompt_parses():
+    words = ("a small cat sits on a green chair beside three tall lamps while a dog sleeps, ") * 334
+    result = parse_elements(words)
+    assert result.result_info["Object"] == "cat; chair; lamps; dog;"
+    assert result.result_info["Count"] == "cat: a; chair: a; lamps: three; dog: a;"
+    assert result.result_info["Action"] == "cat sits; dog sleeps;"
+    assert len(words.split()) >= 5000
+
+
+def test_lexicon_is_package_data():
+    lex = lexicon_module.load_lexicon()
+    assert lex.numbers["seven"] == "seven" and lex.numbers["7"] == "seven"
+    assert lex.singular("wolves") == "wolf" and not lex.is_plural("grass")
+    assert json.loads((__import__("importlib").resources.files("evalalign_metric.extraction") / "data"
+                       / "parser_lexicon.json").read_text())["_about"].startswith("Word lists")
