@@ -42,6 +42,7 @@ from torchmetrics.utilities import rank_zero_warn
 from evalalign_metric.errors import InputError
 from evalalign_metric.functional import SCORING_MODES, aggregate, category_keys, score_images
 from evalalign_metric.judge import Judge, load_judge
+from evalalign_metric.judge.protocols import warn_if_untrained
 from evalalign_metric.protocol import Protocol, load_protocol
 
 
@@ -119,6 +120,7 @@ class EvalAlignScore(Metric):
             self._judge = _SharedJudge(load_judge(**spec), spec)
         else:
             self._judge = _SharedJudge(judge, None)
+        warn_if_untrained(self._judge.judge.identity, self.protocol)
         self.normalize = normalize
         self.element_extractor = element_extractor
         self.use_official_elements = use_official_elements

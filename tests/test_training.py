@@ -994,3 +994,82 @@ def test_freeze_patterns_use_the_checkpoints_own_names_under_lora_too(data_dir, 
     cfg = _config(data_dir, tmp_path / "out", base_judge, max_steps=1, method="lora",
                   freeze=["model.multi_modal_projector.*"])
     assert train(cfg, progress=False, log=lambda m: None).steps == 1
+
+
+# ---------------------------------------------------------------- varied scenes and iMatch rows
+def test_varied_scenes_hold_up_to_five_shapes_counts_to_four_and_every_look():
+    from scipy import ndimage
+
+    drawn, counts, backgrounds, scales, outlines = [], set(), set(), [], set()
+    for seed in range(300):
+        scene = scenes.random_scene(scenes.random_state(seed), varied=True, level=scenes.MAX_LEVEL)
+        total = sum(g.count for g in scene.groups)
+        drawn.append(total)
+        counts |= {g.count for g in scene.groups}
+        back = scene.look.background
+        backgrounds.add("light" if back is None else "grey" if max(back) - min(back) <= 12 else "colour")
+        scales.append(scene.look.scale)
+        outlines.add(scene.look.outline)
+        pixels = np.asarray(scenes.render(scene)).astype(int)
+        blobs = np.abs(pixels - pixels[0, 0]).sum(-1) > 30
+        assert ndimage.label(blobs)[1] == total, seed  # every shape apart, however many and however large
+    assert max(drawn) == 5 and counts == {1, 2, 3, 4}
+    assert backgrounds == {"light", "grey", "colour"} and outlines == {True, False}
+    assert 0.5 <= min(scales) < 0.6 and 1.4 < max(scales) <= 1.5
+
+
+def test_varied_scenes_leave_classic_scenes_as_they_were():
+    # a classic scene draws nothing for its look: the same groups, seed and picture as before looks existed
+    scene = scenes.random_scene(scenes.random_state(4))
+    assert scene.look == scenes.Look() and max(g.count for g in scene.groups) <= scenes.MAX_COUNT
+    dark = dataclasses.replace(scene, look=scenes.Look(background=(128, 128, 128)))
+    assert scenes.render(dark).getpixel((0, 0)) == (128, 128, 128)
+    assert scenes.render(scene).getpixel((0, 0)) != (128, 128, 128)
+
+
+def test_each_variation_changes_only_what_it_names():
+    base = scenes.Scene((scenes.Group("circle", "red", 2),), None, 4, seed=5)
+    rng = random.Random(0)
+    assert scenes.vary(base, "clean", rng) == base
+    assert scenes.vary(base, "half size", rng).look == scenes.Look(scale=0.5)
+    assert scenes.vary(base, "outline", rng).look == scenes.Look(outline=True)
+    coloured = scenes.vary(base, "coloured background", rng)
+    assert min(math.dist(coloured.look.background, c) for c in scenes.COLOURS.values()) >= 110
+    assert coloured.groups == base.groups
+    many = scenes.vary(base, "4-5 shapes", rng)
+    assert sum(g.count for g in many.groups) in (4, 5) and many.look == scenes.Look() and many.level == 4
+    with pytest.raises(ValueError, match="variation 'sepia'"):
+        scenes.vary(base, "sepia", rng)
+
+
+def test_aspect_changes_make_only_the_named_aspect_false():
+    scene = scenes.Scene((scenes.Group("circle", "red", 2), scenes.Group("square", "blue", 1)), "left", 4, seed=0)
+    for seed in range(20):
+        for aspect in ("Count", "Color", "Spatial"):
+            truth = scenes.alignment_truth(scene, scenes.aspect_change(scene, aspect, random.Random(seed), max_count=4))
+            assert {a for a, v in truth.items() if v < 2} == {aspect}
+        # a shape swapped for the absent triangle: Object fails, and with it what is said about that shape
+        swapped = scenes.aspect_change(scene, "Object", random.Random(seed))
+        assert "triangle" in {g.shape for g in swapped.groups} and scenes.alignment_truth(scene, swapped)["Object"] == 1
+    assert scenes.aspect_change(dataclasses.replace(scene, relation=None, groups=scene.groups[:1]), "Spatial",
+                                random.Random(0)) is None
+
+
+def test_imatch_rows_by_hand_and_readable_with_the_shipped_protocol(tmp_path):
+    scene = scenes.Scene((scenes.Group("circle", "red", 2), scenes.Group("square", "blue", 1)), "left", 4, seed=1)
+    wrong = scenes.Claims((scenes.Group("circle", "red", 3), scenes.Group("square", "green", 1)), "right")
+    rows = scenes.imatch_annotations(scene, "s.png", [wrong])
+    assert [(r["aspect"], r.get("elements"), r["score"]) for r in rows] == [
+        ("imatch/overall", None, 1.0 + 4.0 * 4 / 7),  # both shapes, the circle's colour, the square's count: 4 of 7
+        ("element/match", "circle (shape)", 1), ("element/match", "red circle (color)", 1),
+        ("element/match", "three circles (counting)", 0), ("element/match", "square (shape)", 1),
+        ("element/match", "green square (color)", 0), ("element/match", "a square (counting)", 1),
+        ("element/match", "circle on the right of the square (spatial)", 0)]
+    assert all(r["prompt"] == "three red circles on the right of a green square" for r in rows)
+    assert "circle on the right of the square" in scenes.imatch_spatial_phrases()
+    scenes.render(scene).save(tmp_path / "s.png")
+    (tmp_path / "i.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    anns, report = read_source(tmp_path / "i.jsonl", format="jsonl", protocol="imatch")
+    assert report.kept == 8
+    overall = build_target(load_protocol("imatch"), anns[0])
+    assert overall.answer == "I"  # 1 + 4 * 4/7 = 3.29 on 1-5 = 1 + 4 * (9 - 1) / 14: level 9 of 15, I

@@ -141,7 +141,7 @@ def load_judge(
         net, processor, backend=backend, chat_format=fmt, pad_to_square=sidecar.get("pad_to_square", True),
         engine=make_engine(engine, batch_size=batch_size) if named_engine else engine,
         identity={"model": os.fspath(model), "revision": hub_kwargs.get("revision"), "model_type": model_type,
-                  "protocol": sidecar.get("protocol")},
+                  "protocol": sidecar.get("protocol"), "protocols": sidecar.get("protocols")},
     )
     if cache and named_engine:
         _CACHE[key] = judge
@@ -180,4 +180,5 @@ def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine,
                  pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
                  engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
                  identity={**base_judge.identity, "model": os.fspath(path), "base": base,
-                           "protocol": sidecar.get("protocol", base_judge.identity.get("protocol"))})
+                           "protocol": sidecar.get("protocol", base_judge.identity.get("protocol")),
+                           "protocols": sidecar.get("protocols", base_judge.identity.get("protocols"))})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from evalalign_metric.errors import require_extra
 from evalalign_metric.protocol import Protocol
@@ -47,19 +47,22 @@ def protocol_to_dict(protocol: Protocol) -> dict[str, Any]:
 
 
 def export_judge(model, processor, out_dir, *, chat_format: str, protocol: Protocol, adapter_base: str | None = None,
-                 merge: bool = False, summary: dict | None = None, pad_to_square: bool = True) -> Path:
+                 merge: bool = False, summary: dict | None = None, pad_to_square: bool = True,
+                 protocols: Sequence[str] = ()) -> Path:
     """Save the trained judge into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Args:
         model: the trained model (a peft model for LoRA).
         adapter_base: the base judge reference of a LoRA model (recorded in ``adapter_config.json``).
         merge: merge LoRA weights into the base and save a native checkpoint instead of an adapter.
+        protocols: the protocols the judge was trained for (sidecar ``protocols``;
+            :func:`evalalign_metric.judge.protocols.trained_protocols`); default: ``protocol``'s alone.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_peft = hasattr(model, "peft_config")
     extra: dict[str, Any] = {"protocol_file": PROTOCOL_FILE, "trained_with": "evalalign train",
-                             "pad_to_square": pad_to_square}
+                             "pad_to_square": pad_to_square, "protocols": list(protocols) or [protocol.name]}
     if is_peft and merge:
         model = model.merge_and_unload()
         is_peft = False

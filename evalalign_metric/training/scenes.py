@@ -2,11 +2,14 @@
 
 A :class:`Scene` holds one or two groups of identical shapes (shape, colour, count 1-3), a spatial relation
 between the groups and a distortion level (4 = clean, 0 = badly distorted outlines and torn pieces: a
-faithfulness-like aspect). :func:`render` draws it; :func:`claims_prompt` writes a prompt for any set of
-claims, true or false, with its EvalAlign elements (``result_info`` form); :func:`alignment_truth` scores
-claims against the scene the way EvalAlign's alignment questions do (2 = all right, 1 = some wrong,
-0 = all wrong) and :func:`imatch_truth` on the 1-5 overall scale; :func:`perturb` makes mismatched claims
-at every level; :func:`scene_annotations` produces the training annotations of one image.
+faithfulness-like aspect), and how it is drawn (:class:`Look`: background, shape size, outline).
+:func:`render` draws it; :func:`claims_prompt` writes a prompt for any set of claims, true or false, with its
+EvalAlign elements (``result_info`` form); :func:`alignment_truth` scores claims against the scene the way
+EvalAlign's alignment questions do (2 = all right, 1 = some wrong, 0 = all wrong) and :func:`imatch_truth` on
+the 1-5 overall scale; :func:`perturb` makes mismatched claims at every level; :func:`scene_annotations`
+produces the training annotations of one image, :func:`imatch_annotations` its iMatch rows. Drawn with
+``varied=True`` (:data:`VARIED`), scenes vary the look and hold up to five shapes, counts 1-4 per group;
+:func:`vary` applies one variation at a time, to measure a judge under each.
 
 What these scenes are not: photographs. A judge trained on them knows shapes, colours, counts, left/right
 and distorted outlines, nothing else.
@@ -34,12 +37,13 @@ SHAPES = ("circle", "square", "triangle")
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 COLOURS = {"red": (215, 40, 40), "green": (40, 160, 60), "blue": (45, 75, 215), "yellow": (235, 200, 35),
            "purple": (140, 60, 180), "black": (25, 25, 25)}
-COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
+COUNT_WORDS = {1: "a", 2: "two", 3: "three", 4: "four"}
 RELATIONS = {"left": "on the left of", "right": "on the right of", "above": "above", "below": "below"}
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 HALVES = {"left": "left", "right": "right", "above": "top", "below": "bottom"}  # the half a group keeps to
 MAX_LEVEL = 4  # distortion: 4 clean .. 0 worst
 MAX_SHAPES = 3  # per scene: few enough that each shape is drawn large (about a third of the image across)
+MAX_COUNT = 3  # per group, in classic scenes (``varied`` scenes: VARIED.max_count)
 RADIUS = (0.12, 0.155)  # shape radius, as a fraction of the image size
 BAND = (0.1, 0.9)  # groups in a relation: the range across it (a fraction of the image) both keep to
 # (shape, colour) pairs the embedded judge never saw in training (benchmarks/train_scene_judge.py), to check
@@ -55,6 +59,66 @@ NEAR_HELD_OUT = 100  # RGB distance: a free colour this close to a held-out pair
 
 def random_state(seed: int) -> random.Random:
     return random.Random(f"scene:{seed}")
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a scene is drawn: ``background`` RGB (``None``: a light one drawn from the scene's seed), shape
+    size as a multiple of the classic size, and a dark ``outline`` around every shape."""
+
+    background: tuple[int, int, int] | None = None
+    scale: float = 1.0
+    outline: bool = False
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What varied scenes may hold: up to ``max_shapes`` shapes, ``max_count`` per group, backgrounds of the
+    ``backgrounds`` kinds, sizes ``scale`` (a range of multiples), an outline with chance ``outline``."""
+
+    max_shapes: int = 5
+    max_count: int = 4
+    backgrounds: tuple[str, ...] = ("light", "grey", "colour")
+    scale: tuple[float, float] = (0.5, 1.5)
+    outline: float = 1 / 3
+
+
+VARIED = Variation()
+# one change from a classic scene at a time: what train_scene_judge.py measures a judge under, one row each
+VARIATIONS = ("clean", "grey background", "coloured background", "half size", "1.5x size", "outline",
+              "4-5 shapes")
+CROWDED_SCALE = 1.2  # the largest size of a scene with MAX_SHAPES shapes or more, scaled down with their number
+MIN_BACKGROUND_DISTANCE = 110  # RGB distance of a coloured background from every palette colour
+
+
+def random_background(rng: random.Random, kind: str) -> tuple[int, int, int]:
+    """A background of one kind: ``light`` (as classic scenes), mid-``grey`` (110-200, barely tinted) or a
+    ``colour`` at least ``MIN_BACKGROUND_DISTANCE`` from every palette colour, so a shape never melts into it.
+
+    Example:
+        >>> rng = random.Random(0)
+        >>> all(min(math.dist(random_background(rng, "colour"), c) for c in COLOURS.values()) >= 110
+        ...     for _ in range(50))
+        True
+    """
+    if kind == "light":
+        return tuple(rng.randint(215, 250) for _ in range(3))
+    if kind == "grey":
+        level = rng.randint(110, 200)
+        return tuple(max(0, min(255, level + rng.randint(-6, 6))) for _ in range(3))
+    if kind != "colour":
+        raise ValueError(f"background kind {kind!r}; expected light, grey or colour")
+    while True:
+        rgb = tuple(rng.randint(60, 255) for _ in range(3))
+        if max(rgb) - min(rgb) >= 60 and all(math.dist(rgb, c) >= MIN_BACKGROUND_DISTANCE for c in COLOURS.values()):
+            return rgb
+
+
+def random_look(rng: random.Random, variation: Variation = VARIED) -> Look:
+    """A look drawn from ``variation``: its background kinds equally often, a size in its range."""
+    kind = rng.choice(variation.backgrounds)
+    return Look(random_background(rng, kind) if kind != "light" else None, rng.uniform(*variation.scale),
+                rng.random() < variation.outline)
 
 
 @dataclass(frozen=True)
@@ -83,6 +147,7 @@ class Scene:
     level: int
     seed: int
     size: int = 64
+    look: Look = Look()
 
     def claims(self) -> Claims:
         """The claims that describe this scene exactly."""
@@ -90,24 +155,60 @@ class Scene:
 
 
 def random_scene(rng: random.Random, *, size: int = 64, level: int | None = None,
-                 exclude: Sequence[tuple[str, str]] = ()) -> Scene:
-    """A random scene: one or two groups of different shapes (at most ``MAX_SHAPES`` in all); ``exclude`` lists
-    (shape, colour) pairs never drawn (to hold combinations out of training)."""
-    n_groups = rng.choice((1, 2, 2))
+                 exclude: Sequence[tuple[str, str]] = (), varied: Variation | bool = False,
+                 min_shapes: int = 1) -> Scene:
+    """A random scene: one or two groups of different shapes (at most ``MAX_SHAPES`` in all, counts up to
+    ``MAX_COUNT``); ``exclude`` lists (shape, colour) pairs never drawn (to hold combinations out of
+    training). ``varied`` (``True`` for :data:`VARIED`, or a :class:`Variation`): more shapes, larger counts
+    and a :func:`random_look`; ``min_shapes``: at least this many shapes (two groups when more than the
+    largest count)."""
+    variation = VARIED if varied is True else varied or None
+    max_shapes = variation.max_shapes if variation else MAX_SHAPES
+    max_count = variation.max_count if variation else MAX_COUNT
+    n_groups = 2 if min_shapes > max_count else rng.choice((1, 2, 2))
     shapes = rng.sample(SHAPES, n_groups)
     groups = []
     for shape in shapes:
         colour = rng.choice([c for c in COLOURS if (shape, c) not in exclude])
         groups.append(Group(shape, colour, 1))
-    budget = MAX_SHAPES
+    budget = max_shapes
     for i, g in enumerate(groups):
         others = len(groups) - i - 1
-        count = rng.randint(1, min(3, budget - others))
+        low = max(1, min_shapes - sum(x.count for x in groups[:i]) - max_count * others)
+        count = rng.randint(min(low, max_count), min(max_count, budget - others))
         budget -= count
         groups[i] = dataclasses.replace(g, count=count)
     relation = rng.choice(sorted(RELATIONS)) if n_groups == 2 else None
-    return Scene(tuple(groups), relation, rng.randint(0, MAX_LEVEL) if level is None else level,
-                 rng.randrange(2 ** 31), size)
+    level = rng.randint(0, MAX_LEVEL) if level is None else level
+    seed = rng.randrange(2 ** 31)
+    look = random_look(rng, variation) if variation else Look()
+    shapes_drawn = sum(g.count for g in groups)
+    if shapes_drawn > MAX_SHAPES:  # more shapes than classic scenes hold: no larger than still leaves them apart
+        look = dataclasses.replace(look, scale=min(look.scale, CROWDED_SCALE * MAX_SHAPES / shapes_drawn))
+    return Scene(tuple(groups), relation, level, seed, size, look)
+
+
+def vary(scene: Scene, variation: str, rng: random.Random) -> Scene:
+    """``scene`` with one of :data:`VARIATIONS` applied ("clean" leaves it as it is; "4-5 shapes" redraws
+    its groups with 4-5 shapes in all, counts up to 4, keeping its level and seed).
+
+    Example:
+        >>> scene = random_scene(random_state(0))
+        >>> vary(scene, "half size", random.Random(0)).look.scale
+        0.5
+        >>> sum(g.count for g in vary(scene, "4-5 shapes", random.Random(0)).groups) >= 4
+        True
+    """
+    looks = {"clean": Look(), "grey background": Look(random_background(rng, "grey")),
+             "coloured background": Look(random_background(rng, "colour")), "half size": Look(scale=0.5),
+             "1.5x size": Look(scale=1.5), "outline": Look(outline=True)}
+    if variation in looks:
+        return dataclasses.replace(scene, look=looks[variation])
+    if variation != "4-5 shapes":
+        raise ValueError(f"variation {variation!r}; expected one of {VARIATIONS}")
+    many = random_scene(rng, varied=Variation(max_shapes=5, max_count=4, backgrounds=("light",), scale=(1, 1),
+                                              outline=0.0), min_shapes=4, level=scene.level)
+    return dataclasses.replace(many, seed=scene.seed, look=Look())
 
 
 def free_colour(rng: random.Random, shape: str, exclude: Sequence[tuple[str, str]] = ()) -> str:
@@ -182,7 +283,8 @@ def render(scene: Scene) -> Image.Image:
     """Draw ``scene`` (deterministic in ``scene.seed``)."""
     rng = random.Random(scene.seed)
     size = scene.size
-    background = tuple(rng.randint(215, 250) for _ in range(3))
+    look = scene.look
+    background = look.background or tuple(rng.randint(215, 250) for _ in range(3))
     image = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(image)
     severity = MAX_LEVEL - scene.level
@@ -191,7 +293,7 @@ def render(scene: Scene) -> Image.Image:
         x0, y0, x1, y1 = _region(scene.relation, gi == 0, size)
         for _ in range(group.count):
             for attempt in range(200):  # shapes shrink a little after each failed try: they never overlap
-                r = rng.uniform(size * RADIUS[0], size * RADIUS[1]) * 0.99 ** attempt
+                r = rng.uniform(size * RADIUS[0], size * RADIUS[1]) * look.scale * 0.99 ** attempt
                 pad = r * 1.4
                 if x1 - x0 <= 2 * pad or y1 - y0 <= 2 * pad:
                     continue
@@ -200,7 +302,9 @@ def render(scene: Scene) -> Image.Image:
                     break
             placed.append((cx, cy, r))
             points = _distort(_outline(group.shape, cx, cy, r), severity, rng, r)
-            draw.polygon(points, fill=COLOURS.get(group.colour) or ImageColor.getrgb(group.colour))
+            fill = COLOURS.get(group.colour) or ImageColor.getrgb(group.colour)
+            draw.polygon(points, fill=fill, outline=(40, 40, 40) if look.outline else None,
+                         width=2 if look.outline and r >= 6 else 1)
             for _ in range(max(0, severity - 1)):  # torn: a background-coloured crack through the shape
                 angle = rng.uniform(0, math.pi)
                 dx, dy = math.cos(angle) * r * 1.4, math.sin(angle) * r * 1.4
@@ -291,7 +395,9 @@ def imatch_truth(scene: Scene, claims: Claims) -> float:
 
 def imatch_elements(scene: Scene, claims: Claims) -> dict[str, int]:
     """EvalMuse-style element keys of the prompt (``"circle (shape)"``, ``"red circle (color)"``,
-    ``"two circles (counting)"``, ``"on the left of (spatial)"``) and whether each holds (1) or not (0)."""
+    ``"two circles (counting)"``, ``"circle on the left of the square (spatial)"``) and whether each holds (1)
+    or not (0). The relation names both shapes (:func:`imatch_spatial_phrases`): EvalMuse's bare
+    ``"on (spatial)"`` leaves which shapes to the prompt's text."""
     checks = claim_checks(scene, claims)
     out = {}
     for i, g in enumerate(claims.groups):
@@ -300,15 +406,49 @@ def imatch_elements(scene: Scene, claims: Claims) -> dict[str, int]:
         out[f"{g.colour} {g.shape} (color)"] = int(checks["Color"][i])
         out[f"{COUNT_WORDS[g.count]} {noun} (counting)"] = int(checks["Count"][i])
     if "Spatial" in checks:
-        out[f"{RELATIONS[claims.relation]} (spatial)"] = int(checks["Spatial"][0])
+        a, b = claims.groups[0].shape, claims.groups[1].shape
+        out[f"{a} {RELATIONS[claims.relation]} the {b} (spatial)"] = int(checks["Spatial"][0])
     return out
 
 
+def imatch_spatial_phrases() -> list[str]:
+    """The relation element names :func:`imatch_elements` can write (24): phrase tokens for a small judge.
+
+    Example:
+        >>> phrases = imatch_spatial_phrases()
+        >>> len(phrases), phrases[0]
+        (24, 'circle on the left of the square')
+    """
+    return [f"{a} {RELATIONS[r]} the {b}" for a in SHAPES for b in SHAPES if a != b for r in RELATIONS]
+
+
+def imatch_annotations(scene: Scene, image: str, claims: Sequence[Claims]) -> list[dict]:
+    """JSONL rows of the shipped ``"imatch"`` protocol for one image and the claims of its prompts: the overall
+    match (:func:`imatch_truth`, 1-5; the reader bins it into iMatch's 15 levels) and one yes/no row per
+    element (:func:`imatch_elements`).
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2),), None, 4, seed=0)
+        >>> [(r["aspect"], r.get("elements"), r["score"]) for r in imatch_annotations(scene, "0.png", [scene.claims()])]
+        ... # doctest: +NORMALIZE_WHITESPACE
+        [('imatch/overall', None, 5.0), ('element/match', 'circle (shape)', 1),
+         ('element/match', 'red circle (color)', 1), ('element/match', 'two circles (counting)', 1)]
+    """
+    rows = []
+    for c in claims:
+        prompt, _ = claims_prompt(c)
+        rows.append({"image": image, "prompt": prompt, "aspect": "imatch/overall", "score": imatch_truth(scene, c)})
+        rows.extend({"image": image, "prompt": prompt, "aspect": "element/match", "elements": key, "score": v}
+                    for key, v in imatch_elements(scene, c).items())
+    return rows
+
+
 def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
-            exclude: Sequence[tuple[str, str]] = ()) -> Claims:
-    """Claims derived from the scene's own, each part changed with probability ``p``: a colour, a count,
-    a shape swapped for an absent one, the relation reversed, a group dropped. ``exclude`` lists (shape,
-    colour) pairs a claim never names (combinations held out of training stay out of its prompts too)."""
+            exclude: Sequence[tuple[str, str]] = (), max_count: int = MAX_COUNT) -> Claims:
+    """Claims derived from the scene's own, each part changed with probability ``p``: a colour, a count
+    (1 to ``max_count``), a shape swapped for an absent one, the relation reversed, a group dropped.
+    ``exclude`` lists (shape, colour) pairs a claim never names (combinations held out of training stay out
+    of its prompts too)."""
     groups = list(scene.groups)
     for i, g in enumerate(groups):
         if rng.random() < p:
@@ -316,7 +456,7 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
             if colours:
                 g = dataclasses.replace(g, colour=rng.choice(colours))
         if rng.random() < p:
-            g = dataclasses.replace(g, count=rng.choice([c for c in COUNT_WORDS if c != g.count]))
+            g = dataclasses.replace(g, count=rng.choice([c for c in range(1, max_count + 1) if c != g.count]))
         if rng.random() < p * 0.6:
             used = {x.shape for x in groups}
             free = [s for s in SHAPES if s not in used and (s, g.colour) not in exclude]
@@ -332,7 +472,8 @@ def perturb(scene: Scene, rng: random.Random, p: float = 0.5, *,
     return Claims(tuple(groups), relation)
 
 
-def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str, str]] = ()) -> Claims:
+def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str, str]] = (),
+               max_count: int = MAX_COUNT) -> Claims:
     """The scene's own claims with exactly one thing changed: one group's colour, one group's count, or the
     relation (reversed, or the two groups named the other way round with it, which keeps it true). A colour
     change with no other colour left to name (all held out) gives the scene's own claims.
@@ -364,24 +505,54 @@ def one_change(scene: Scene, rng: random.Random, *, exclude: Sequence[tuple[str,
             return scene.claims()
         groups[i] = dataclasses.replace(g, colour=rng.choice(colours))
     else:
-        groups[i] = dataclasses.replace(g, count=rng.choice([c for c in COUNT_WORDS if c != g.count]))
+        groups[i] = dataclasses.replace(g, count=rng.choice([c for c in range(1, max_count + 1) if c != g.count]))
     return Claims(tuple(groups), scene.relation)
 
 
-def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colours: bool = False) -> dict:
+def aspect_change(scene: Scene, aspect: str, rng: random.Random, *, max_count: int = MAX_COUNT) -> Claims | None:
+    """The scene's own claims with one thing changed that ``aspect`` checks: a shape swapped for one not
+    drawn (Object), a count (Count), a colour (Color), the relation reversed (Spatial); ``None`` where the
+    scene offers no such change (Spatial without a relation). A judge's true-vs-changed ROC-AUC per aspect
+    is what ``benchmarks/train_scene_judge.py`` reports under each variation (:func:`vary`).
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left", 4, seed=0)
+        >>> {a: alignment_truth(scene, aspect_change(scene, a, random.Random(0)))[a] for a in ALIGNMENT_ASPECTS}
+        {'Object': 1, 'Count': 1, 'Color': 1, 'Spatial': 0}
+    """
+    groups = list(scene.groups)
+    if aspect == "Spatial":
+        return Claims(tuple(groups), OPPOSITE[scene.relation]) if scene.relation is not None else None
+    i = rng.randrange(len(groups))
+    g = groups[i]
+    if aspect == "Object":
+        g = dataclasses.replace(g, shape=rng.choice([s for s in SHAPES if s not in {x.shape for x in groups}]))
+    elif aspect == "Count":
+        g = dataclasses.replace(g, count=rng.choice([c for c in range(1, max_count + 1) if c != g.count]))
+    elif aspect == "Color":
+        g = dataclasses.replace(g, colour=rng.choice([c for c in COLOURS if c != g.colour]))
+    else:
+        raise ValueError(f"aspect {aspect!r}; expected one of {ALIGNMENT_ASPECTS}")
+    groups[i] = g
+    return Claims(tuple(groups), scene.relation)
+
+
+def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colours: bool = False,
+                      max_count: int = MAX_COUNT) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
     colours before it learns EvalAlign's comparisons of an image with a prompt. ``sides`` adds in which half
     each kind of shape is; ``reverse`` questions the other way round, a colour or relation word in the
     question and a shape in the answer; ``element_colours`` the colour question with the shape as an
-    element, written where EvalAlign writes its elements (:func:`element_colour_annotations`)."""
+    element, written where EvalAlign writes its elements (:func:`element_colour_annotations`); ``max_count``:
+    the largest answer to "how many?"."""
     aspects = []
     colours = [{"label": "none", "score": 0}] + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]
     for shape in SHAPES:
         noun = PLURAL[shape]
         aspects.append({"name": f"count_{shape}", "dimension": "describe",
                         "template": f"<image>\nHow many {noun} are in the image?",
-                        "options": [{"label": str(n), "score": n} for n in range(4)]})
+                        "options": [{"label": str(n), "score": n} for n in range(max_count + 1)]})
         aspects.append({"name": f"colour_{shape}", "dimension": "describe",
                         "template": f"<image>\nWhat color are the {noun}?",
                         "options": colours})
@@ -481,15 +652,23 @@ def element_colour_annotations(scene: Scene, image: str) -> list[dict]:
             for shape in SHAPES if shape not in present or present[shape] in COLOURS]
 
 
+def scene_claims(scene: Scene, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
+                 exclude: Sequence[tuple[str, str]] = (), max_count: int = MAX_COUNT) -> list[Claims]:
+    """What the prompts about one image claim: the truth, ``prompts - 1`` perturbed claims (:func:`perturb`)
+    and ``one_changes`` with one thing changed (:func:`one_change`)."""
+    return [scene.claims() if k == 0 else perturb(scene, rng, exclude=exclude, max_count=max_count) if k < prompts
+            else one_change(scene, rng, exclude=exclude, max_count=max_count) for k in range(prompts + one_changes)]
+
+
 def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
-                      faithfulness: bool = True, exclude: Sequence[tuple[str, str]] = ()) -> list[dict]:
+                      faithfulness: bool = True, exclude: Sequence[tuple[str, str]] = (),
+                      max_count: int = MAX_COUNT) -> list[dict]:
     """JSONL rows (:func:`evalalign_metric.training.readers.read_jsonl`) for one image: the true prompt,
     ``prompts - 1`` perturbed ones and ``one_changes`` prompts with one thing changed (:func:`one_change`),
     each with its alignment aspects, plus the faithfulness questions."""
     rows = []
-    for k in range(prompts + one_changes):
-        claims = (scene.claims() if k == 0 else perturb(scene, rng, exclude=exclude) if k < prompts
-                  else one_change(scene, rng, exclude=exclude))
+    for claims in scene_claims(scene, rng, prompts=prompts, one_changes=one_changes, exclude=exclude,
+                               max_count=max_count):
         prompt, elements = claims_prompt(claims)
         for aspect, score in alignment_truth(scene, claims).items():
             rows.append({"image": image, "prompt": prompt, "aspect": aspect, "score": score, "elements": elements})

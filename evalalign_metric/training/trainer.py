@@ -265,6 +265,8 @@ class Trainer:
             model = apply_lora(model, training.lora)
         self.judge = Judge(model, loaded.processor, backend=loaded.backend, chat_format=loaded.chat_format,
                            pad_to_square=loaded.pad_to_square)
+        # what the base judge was trained for carries over to the exported one (a built judge: nothing yet)
+        self.base_protocols = list(loaded.identity.get("protocols") or [])
         self.model = model
         self.encoder = TargetEncoder(self.judge, train_on_suffix=training.train_on_suffix)
         self.image_token_id = self.judge.image_token_id
@@ -345,9 +347,12 @@ class Trainer:
                    "pseudo_labels": self.result.pseudo_labels, "history": self.result.history,
                    "data": {k: {"read": r.read, "kept": r.kept, "skipped": r.skipped}
                             for k, r in self.result.reports.items()}}
+        from evalalign_metric.judge.protocols import trained_protocols
+
         export_judge(self.model, self.judge.processor, self.output_dir, chat_format=self.judge.chat_format.name,
                      protocol=self.protocol, adapter_base=self.base_path if training.method == "lora" else None,
-                     merge=training.lora.merge, summary=summary, pad_to_square=self.judge.pad_to_square)
+                     merge=training.lora.merge, summary=summary, pad_to_square=self.judge.pad_to_square,
+                     protocols=trained_protocols(self.protocol, self.base_protocols))
 
     # ------------------------------------------------------------ the loop
     def _phase(self, phase: int, annotations: list[Annotation], epochs: float, lr: float,
