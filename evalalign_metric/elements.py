@@ -2,9 +2,12 @@
 
 Elements use the official ``result_info`` form: ``{"Object": "elephant; bird;", "Count": "elephant: a;
 bird: a;", "Color": "none", ...}``; ``"none"`` (or a missing key) means the aspect is not asked.
-Order of precedence per prompt: elements given by the caller, then the official set (when the prompt is
-one of the 120 official alignment prompts), then the extractor. A prompt with none of these is scored on
-faithfulness only, and its source is ``None`` in the result.
+Order of precedence per prompt (the source each step reports in brackets): elements given by the caller
+(``caller``), an elements file (``file``), the official set when the prompt is one of the 120 official
+alignment prompts (``official``), the ``extractor`` (``extractor``), and last the deterministic parser of
+:mod:`evalalign_metric.extraction.parser` (``parser``; on unless ``parse=False``, and only for protocols whose
+element aspects are EvalAlign's six). A prompt none of these gives elements to (the parser finds nothing, or
+is off) is scored on faithfulness only, and its source is ``None`` in the result.
 
 Protocols with per-element aspects (``"imatch"``) take a list of EvalMuse-style element keys
 ``"name (category)"`` per prompt instead, either bare (``["puffin (animal)", "rock (object)"]``) or under
@@ -14,8 +17,10 @@ EvalMuse-40K records. The official EvalAlign set does not apply to them.
 Example:
     >>> from evalalign_metric.protocol import load_protocol
     >>> p = load_protocol("evalalign")
-    >>> [src for _, src in resolve_elements(p, ["a red cube", "a cat"], [{"Color": "cube: red;"}, None])]
-    ['caller', None]
+    >>> [src for _, src in resolve_elements(p, ["a red cube", "a cat", "!!"], [{"Color": "cube: red;"}, None, None])]
+    ['caller', 'parser', None]
+    >>> resolve_elements(p, ["a cat"], parse=False)
+    [(None, None)]
     >>> resolve_elements(load_protocol("imatch"), ["a puffin"], [["puffin (animal)"]])
     [({'elements': ('puffin (animal)',)}, 'caller')]
 """
@@ -25,12 +30,37 @@ from __future__ import annotations
 from typing import Callable, Mapping, Protocol as TypingProtocol, Sequence, runtime_checkable
 
 from evalalign_metric.errors import InputError
+from evalalign_metric.extraction.result_info import ASPECTS, NONE
 from evalalign_metric.evalmuse import EvalMuseRecord, load_records, split_element
 from evalalign_metric.official import official_elements
 from evalalign_metric.protocol import Protocol
 
 # result_info form ({"Object": "cat; dog;"}); per-element keys map to lists of "name (category)" keys.
 Elements = Mapping[str, "str | Sequence[str]"]
+# Where a prompt's elements came from, in order of precedence (None: nowhere).
+SOURCES = ("caller", "file", "official", "extractor", "parser")
+
+
+def parser_applies(protocol: Protocol) -> bool:
+    """Whether the parser can supply the protocol's elements: its element aspects are among EvalAlign's six.
+
+    Example:
+        >>> from evalalign_metric.protocol import load_protocol
+        >>> parser_applies(load_protocol("evalalign")), parser_applies(load_protocol("imatch"))
+        (True, False)
+    """
+    keys = {a.elements_key for a in protocol.aspects if a.needs_elements}
+    per_element = any(a.per_element for a in protocol.aspects if a.needs_elements)
+    return bool(keys) and not per_element and keys <= set(ASPECTS)
+
+
+def _parsed(protocol: Protocol, prompt: str) -> dict[str, str] | None:
+    """The parser's elements for the protocol's element aspects, or None when it found none of them."""
+    from evalalign_metric.extraction.parser import parse_elements
+
+    keys = {a.elements_key for a in protocol.aspects if a.needs_elements}
+    found = {k: v for k, v in parse_elements(prompt).result_info.items() if k in keys}
+    return found if any(v != NONE for v in found.values()) else None
 
 
 @runtime_checkable
@@ -114,11 +144,14 @@ def resolve_elements(
     use_official: bool = True,
     n_images: int | None = None,
     table: Mapping[str, Elements] | None = None,
+    parse: bool = True,
 ) -> list[tuple[dict[str, str] | None, str | None]]:
     """(elements or None, source) for each prompt; validates prompts and elements.
 
     ``table`` maps prompts to elements (an edited ``evalalign elements`` export); it comes after the
     caller's elements and before the official set, so an edited file overrides the official elements.
+    ``parse`` makes the parser the last step (see the module docstring); the source is one of
+    :data:`SOURCES` or ``None``.
     """
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise InputError(f"prompts must be a list of strings; got {type(prompts).__name__}")
@@ -135,6 +168,7 @@ def resolve_elements(
     needs = any(a.needs_elements for a in protocol.aspects)
     # The official set is in result_info form: it serves protocols whose element aspects take strings.
     use_official = use_official and any(a.needs_elements and not a.per_element for a in protocol.aspects)
+    parse = parse and parser_applies(protocol)
     resolved = []
     for i, prompt in enumerate(prompts):
         given = elements[i] if elements is not None else None
@@ -148,6 +182,8 @@ def resolve_elements(
             resolved.append((found, "official"))
         elif extractor is not None:
             resolved.append((validate_elements(protocol, extractor(prompt), f"extractor({prompt!r})"), "extractor"))
+        elif parse and (parsed := _parsed(protocol, prompt)) is not None:
+            resolved.append((parsed, "parser"))
         else:
             resolved.append((None, None))
     return resolved

@@ -109,7 +109,8 @@ class ImageResult:
 
     prompt: str
     questions: list[QuestionResult] = field(default_factory=list)
-    elements_source: str | None = None  # "caller", "official", "extractor", or None (faithfulness only)
+    # "caller", "file", "official", "extractor", "parser", or None (faithfulness only)
+    elements_source: str | None = None
 
 
 @dataclass
@@ -180,8 +181,12 @@ def aggregate(
 
 
 def score_images(judge, protocol: Protocol | str, images, prompts: Sequence[str], elements=None, *,
-                 extractor=None, use_official_elements: bool = True, element_table=None) -> list[ImageResult]:
+                 extractor=None, use_official_elements: bool = True, element_table=None,
+                 parse_elements: bool = True) -> list[ImageResult]:
     """Ask every applicable question of the protocol about each image; per-question results.
+
+    Elements come from ``elements``, ``element_table``, the official set, ``extractor`` and last the parser
+    (``parse_elements=False`` turns it off); see :func:`evalalign_metric.elements.resolve_elements`.
 
     Example:
         >>> import tempfile
@@ -193,6 +198,9 @@ def score_images(judge, protocol: Protocol | str, images, prompts: Sequence[str]
         ...                    [{"Object": "cat;"}])
         >>> [q.aspect for q in r.questions][-2:], r.elements_source
         (['faithfulness/common', 'alignment/Object'], 'caller')
+        >>> [r] = score_images(judge, "evalalign", [Image.new("RGB", (16, 16))], ["two cats"])
+        >>> [q.aspect for q in r.questions][-2:], r.elements_source
+        (['alignment/Object', 'alignment/Count'], 'parser')
     """
     from evalalign_metric.elements import resolve_elements
     from evalalign_metric.images import to_pil_images
@@ -200,7 +208,8 @@ def score_images(judge, protocol: Protocol | str, images, prompts: Sequence[str]
     protocol = load_protocol(protocol)
     pil = to_pil_images(images)
     resolved = resolve_elements(protocol, prompts, elements, extractor=extractor,
-                                use_official=use_official_elements, n_images=len(pil), table=element_table)
+                                use_official=use_official_elements, n_images=len(pil), table=element_table,
+                                parse=parse_elements)
     asked = [protocol.asked_questions(found, prompt) for (found, _), prompt in zip(resolved, prompts)]
     answers = judge.answer(pil, [[(q.text, q.aspect.labels) for q in questions] for questions in asked])
     results = []

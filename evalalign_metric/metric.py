@@ -1,6 +1,7 @@
 """``EvalAlignScore``: the EvalAlign / iMatch judge as a ``torchmetrics.Metric``.
 
-States are per-aspect sums and counts (``dist_reduce_fx="sum"``), so ``compute()`` after DDP equals one
+States are per-aspect sums and counts, and per-source counts of where prompts' elements came from
+(``dist_reduce_fx="sum"``), so ``compute()`` after DDP equals one
 process over the same data. The judge is shared (one per process and model reference) and is not part of
 ``state_dict()``; ``metric.to(device)`` moves it with the metric.
 
@@ -13,7 +14,9 @@ Example:
     >>> metric.update(images, ["a cat on a mat", "two dogs"], elements=[{"Object": "cat; mat;"}, None])
     >>> out = metric.compute()
     >>> sorted(out)[:4], bool(out["overall"].isfinite()), int(out["num_without_elements"])
-    (['alignment', 'alignment/Action', 'alignment/Color', 'alignment/Count'], True, 1)
+    (['alignment', 'alignment/Action', 'alignment/Color', 'alignment/Count'], True, 0)
+    >>> int(out["elements_from/caller"]), int(out["elements_from/parser"])  # "two dogs": parsed
+    (1, 1)
 
 With ``protocol="imatch"`` each prompt comes with its EvalMuse-style element keys; results hold the overall
 score on 1-5 and the element scores, overall and per category (NaN for categories never asked):
@@ -39,6 +42,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
+from evalalign_metric.elements import SOURCES
 from evalalign_metric.errors import InputError
 from evalalign_metric.functional import SCORING_MODES, aggregate, category_keys, score_images
 from evalalign_metric.judge import Judge, load_judge
@@ -80,6 +84,11 @@ class EvalAlignScore(Metric):
         use_official_elements: look prompts up in the official EvalAlign alignment set.
         elements_file: an elements file (``evalalign elements PROMPTS --out FILE``, reviewed and edited):
             its prompts get its elements, before the official set and the extractor.
+        parse_elements: the last step for prompts still without elements: the deterministic parser
+            (:mod:`evalalign_metric.extraction.parser`); ``False`` leaves them faithfulness-only. Only for
+            protocols whose element aspects are EvalAlign's six. ``compute()`` reports per source
+            (``elements_from/caller``, ``/file``, ``/official``, ``/extractor``, ``/parser``) how many
+            prompts got their elements there.
         device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`.
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_fn``, ...).
     """
@@ -100,6 +109,7 @@ class EvalAlignScore(Metric):
         element_extractor: Callable[[str], Mapping[str, str]] | None = None,
         use_official_elements: bool = True,
         elements_file: str | os.PathLike | None = None,
+        parse_elements: bool = True,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         batch_size: int = 8,
@@ -129,6 +139,7 @@ class EvalAlignScore(Metric):
             from evalalign_metric.extraction.elements_file import load_elements_file
 
             self.element_table = load_elements_file(elements_file)
+        self.parse_elements = parse_elements
         self.aspect_keys = [a.key for a in self.protocol.aspects]
         # Per-element aspects also keep one slot per element category, after the aspects.
         self.category_keys = category_keys(self.protocol)
@@ -140,6 +151,8 @@ class EvalAlignScore(Metric):
         self.add_state("num_images", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_alignment_images", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_without_elements", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        # One count per element source (strings do not sync across processes; these tensors do).
+        self.add_state("elements_from", torch.zeros(len(SOURCES), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("outside_mass_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     @property
@@ -163,7 +176,7 @@ class EvalAlignScore(Metric):
         pil = to_pil_images(images, normalize=self.normalize)
         results = score_images(self.judge, self.protocol, pil, prompts, elements,
                                extractor=self.element_extractor, use_official_elements=self.use_official_elements,
-                               element_table=self.element_table)
+                               element_table=self.element_table, parse_elements=self.parse_elements)
         sums = torch.zeros_like(self.score_sum)
         counts = torch.zeros_like(self.score_count)
         asked = torch.zeros_like(self.asked)
@@ -180,10 +193,13 @@ class EvalAlignScore(Metric):
                         sums[i] += score
                         counts[i] += 1
         without = sum(1 for r in results if has_element_aspects and r.elements_source is None)
+        sources = torch.tensor([sum(1 for r in results if r.elements_source == s) for s in SOURCES],
+                               dtype=torch.float64)
         if without:
             alone = "faithfulness" if "faithfulness" in self.protocol.dimensions else "element-free questions"
+            parser = "the parser found none" if self.parse_elements else "the parser is off"
             rank_zero_warn(
-                f"{without} prompt(s) have no alignment elements (not given, not official, no extractor): "
+                f"{without} prompt(s) have no alignment elements (not given, not official, no extractor, {parser}): "
                 f"they are scored on {alone} only; see `num_without_elements` in compute()",
                 UserWarning,
             )
@@ -195,6 +211,7 @@ class EvalAlignScore(Metric):
         self.num_images = self.num_images + len(results)
         self.num_alignment_images = self.num_alignment_images + with_alignment
         self.num_without_elements = self.num_without_elements + without
+        self.elements_from = self.elements_from + sources.to(self.device)
         self.outside_mass_sum = self.outside_mass_sum + outside
 
     def compute(self) -> dict[str, torch.Tensor]:
@@ -206,6 +223,8 @@ class EvalAlignScore(Metric):
         total_asked = float(self.asked[: len(self.aspect_keys)].sum())
         values["num_images"] = float(self.num_images)
         values["num_without_elements"] = float(self.num_without_elements)
+        for source, n in zip(SOURCES, self.elements_from.tolist()):
+            values[f"elements_from/{source}"] = n
         values["mean_outside_mass"] = float(self.outside_mass_sum) / total_asked if total_asked else math.nan
         return {k: torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
 

@@ -69,9 +69,10 @@ def test_module_equals_metric(judge_dir, cache_dir, scoring):
     got = module.compute(predictions=images, references=prompts, elements=elements)
     expected = _reference(judge_dir, images, prompts, elements, scoring=scoring)
     _assert_same(got, expected)
-    # The data is not degenerate: several aspects were answered, one prompt had no elements.
+    # The data is not degenerate: several aspects were answered, one prompt's elements came from the parser.
     assert sum(not math.isnan(v) for k, v in expected.items() if "/" in k) >= 6
-    assert expected["num_images"] == 6 and expected["num_without_elements"] == 1
+    assert expected["num_images"] == 6 and expected["num_without_elements"] == 0
+    assert [expected[f"elements_from/{s}"] for s in ("caller", "official", "parser")] == [2, 3, 1]
 
 
 def test_model_as_init_kwarg_and_add_batch(judge_dir, cache_dir):

@@ -49,18 +49,18 @@ def test_official_prompts_need_no_model(tmp_path, capsys):
     assert {e["source"] for e in json.loads(out.read_text())} == {"official"}
 
 
-def test_a_new_prompt_without_a_model_is_a_one_line_error(prompts_file, tmp_path, capsys):
-    assert main(["elements", str(prompts_file), "--out", str(tmp_path / "e.json")]) == 2
+def test_a_new_prompt_with_method_lm_and_no_model_is_a_one_line_error(prompts_file, tmp_path, capsys):
+    assert main(["elements", str(prompts_file), "--out", str(tmp_path / "e.json"), "--method", "lm"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"evalalign elements: error: 1 of 3 prompts are not official EvalAlign prompts (first: "
-                   f"{NEW_PROMPT!r}); give --model to extract their elements")
+                   f"{NEW_PROMPT!r}); give --model to extract their elements with --method lm")
     assert not (tmp_path / "e.json").exists()
 
 
 def test_extraction_with_a_model_folder_and_the_cache(prompts_file, lm_dir, tmp_path, capsys):
     out, cache = tmp_path / "elements.json", tmp_path / "cache"
-    args = ["elements", str(prompts_file), "--out", str(out), "--model", str(lm_dir), "--cache-dir", str(cache),
-            "--device", "cpu"]
+    args = ["elements", str(prompts_file), "--out", str(out), "--method", "lm", "--model", str(lm_dir),
+            "--cache-dir", str(cache), "--device", "cpu"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "wrote 3 prompts to" in captured.out and "2 official, 1 extracted (0 from the cache)" in captured.out
@@ -83,8 +83,8 @@ def test_the_written_file_feeds_the_metrics_element_resolution(prompts_file, lm_
     from evalalign_metric.protocol import load_protocol
 
     out = tmp_path / "elements.json"
-    assert main(["elements", str(prompts_file), "--out", str(out), "--model", str(lm_dir), "--no-cache",
-                 "--quiet"]) == 0
+    assert main(["elements", str(prompts_file), "--out", str(out), "--method", "lm", "--model", str(lm_dir),
+                 "--no-cache", "--quiet"]) == 0
     assert not (tmp_path / "cache").exists()
     table = load_elements_file(out)
     prompts = [OFFICIAL[0]["prompt"], NEW_PROMPT]
@@ -95,7 +95,8 @@ def test_the_written_file_feeds_the_metrics_element_resolution(prompts_file, lm_
 def test_a_model_that_cannot_answer_stops_the_export_or_is_skipped(prompts_file, tmp_path, capsys):
     bad_dir = save_lm(tmp_path / "bad", {**GOOD, "Count": "elephant: grey;"})
     out = tmp_path / "elements.json"
-    base = ["elements", str(prompts_file), "--out", str(out), "--model", str(bad_dir), "--no-cache", "--quiet"]
+    base = ["elements", str(prompts_file), "--out", str(out), "--method", "lm", "--model", str(bad_dir),
+            "--no-cache", "--quiet"]
     assert main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the loaders' progress bars
     assert err.startswith("evalalign elements: error: the extraction model gave no well-formed")
@@ -113,7 +114,8 @@ def test_missing_inputs_are_named(tmp_path, capsys):
     assert "prompts file" in capsys.readouterr().err
     path = tmp_path / "p.txt"
     path.write_text("a cat\n")
-    assert main(["elements", str(path), "--out", str(tmp_path / "e.json"), "--model", str(tmp_path / "nolm")]) == 2
+    assert main(["elements", str(path), "--out", str(tmp_path / "e.json"), "--method", "lm",
+                 "--model", str(tmp_path / "nolm")]) == 2
     assert "could not load the extraction model" in capsys.readouterr().err
 
 
@@ -121,7 +123,8 @@ def test_console_script_runs_offline(prompts_file, lm_dir, tmp_path):
     out = tmp_path / "elements.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     done = subprocess.run([sys.executable, "-m", "evalalign_metric.cli", "elements", str(prompts_file), "--out",
-                           str(out), "--model", str(lm_dir), "--quiet"], capture_output=True, text=True, env=env,
+                           str(out), "--method", "lm", "--model", str(lm_dir), "--quiet"], capture_output=True,
+                          text=True, env=env,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert load_elements_file(out)[NEW_PROMPT] == GOOD

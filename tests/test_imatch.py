@@ -29,7 +29,8 @@ from evalalign_metric.testing import build_tiny_tokenizer
 IMATCH = load_protocol("imatch")
 LEVELS = string.ascii_uppercase[:15]
 KEYS = ({"imatch/overall", "element/match", "imatch", "element", "overall", "num_images",
-         "num_without_elements", "mean_outside_mass"} | {f"element/match/{c}" for c in CATEGORIES})
+         "num_without_elements", "mean_outside_mass"} | {f"element/match/{c}" for c in CATEGORIES}
+        | {f"elements_from/{s}" for s in ("caller", "file", "official", "extractor", "parser")})
 
 # Two images, their level weights (unnormalised) and, per element, (a, b) with P(Yes) : P(No) = a : b.
 PROMPTS = ["a puffin on a rock", "a red car"]

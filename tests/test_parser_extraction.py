@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction import lexicon as lexicon_module
@@ -164,3 +165,98 @@ def test_lexicon_is_package_data():
     assert lex.singular("wolves") == "wolf" and not lex.is_plural("grass")
     assert json.loads((__import__("importlib").resources.files("evalalign_metric.extraction") / "data"
                        / "parser_lexicon.json").read_text())["_about"].startswith("Word lists")
+
+
+# --- the parser in the element chain -------------------------------------------------------------------------
+
+OFFICIAL = alignment_prompts()
+MINE = "a dog under a table"
+MINE_PARSED = {**NONE6, "Object": "dog; table;", "Count": "dog: a; table: a;", "Spatial": "dog: under the table;"}
+
+
+def test_chain_order_caller_file_official_extractor_parser():
+    from evalalign_metric.elements import resolve_elements
+    from evalalign_metric.protocol import load_protocol
+
+    p = load_protocol("evalalign")
+    official = OFFICIAL[0]["prompt"]
+    given = {"Object": "cat;"}
+    extracted = {"Object": "wolf;"}
+    table = {MINE: {"Object": "fox;"}}
+    prompts = [MINE, official, MINE, "a horse"]
+    resolved = resolve_elements(p, prompts, [given, None, None, None], table=table, extractor=lambda _: extracted)
+    assert resolved == [(given, "caller"), (OFFICIAL[0]["result_info"], "official"), (table[MINE], "file"),
+                        (extracted, "extractor")]
+    without_extractor = resolve_elements(p, ["a horse", MINE, "!!"])
+    assert without_extractor == [({**NONE6, "Object": "horse;", "Count": "horse: a;"}, "parser"),
+                                 (MINE_PARSED, "parser"), (None, None)]
+
+
+def test_parser_switched_off_and_not_for_imatch():
+    from evalalign_metric.elements import resolve_elements
+    from evalalign_metric.protocol import load_protocol
+
+    assert resolve_elements(load_protocol("evalalign"), [MINE], parse=False) == [(None, None)]
+    assert resolve_elements(load_protocol("imatch"), [MINE]) == [(None, None)]
+
+
+def test_compute_counts_where_elements_came_from(tiny_judge_path, random_uint8_images, tmp_path):
+    import warnings
+
+    from evalalign_metric import EvalAlignScore
+    from evalalign_metric.extraction import save_elements_file
+
+    path = tmp_path / "elements.json"
+    save_elements_file(path, [{"prompt": "a fox", "result_info": {**NONE6, "Object": "fox;"}}])
+    prompts = [OFFICIAL[0]["prompt"], "a fox", MINE, "!!"]
+    metric = EvalAlignScore(model=tiny_judge_path, elements_file=path)
+    with pytest.warns(UserWarning, match=r"1 prompt\(s\) have no alignment elements .* the parser found none"):
+        metric.update(random_uint8_images, prompts)
+    out = metric.compute()
+    got = {k: int(v) for k, v in out.items() if k.startswith("elements_from/") or k == "num_without_elements"}
+    assert got == {"elements_from/caller": 0, "elements_from/file": 1, "elements_from/official": 1,
+                   "elements_from/extractor": 0, "elements_from/parser": 1, "num_without_elements": 1}
+    # The parsed prompt asked Object, Count and Spatial; the file's only Object; the official its own.
+    asked = int(metric.asked[5:].sum())
+    assert asked == len(OFFICIAL[0]["question_info"]) + 1 + 3
+    off = EvalAlignScore(model=tiny_judge_path, elements_file=path, parse_elements=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        off.update(random_uint8_images, prompts)
+    out = off.compute()
+    assert int(out["elements_from/parser"]) == 0 and int(out["num_without_elements"]) == 2
+    assert off.elements_from.dtype == torch.float64  # a summable state, synced like the others
+
+
+def test_functional_score_images_switch(tiny_judge_path):
+    from PIL import Image
+
+    from evalalign_metric.functional import score_images
+    from evalalign_metric.judge import load_judge
+
+    judge = load_judge(tiny_judge_path)
+    image = [Image.new("RGB", (16, 16))]
+    [on] = score_images(judge, "evalalign", image, [MINE])
+    [off] = score_images(judge, "evalalign", image, [MINE], parse_elements=False)
+    assert on.elements_source == "parser" and off.elements_source is None
+    assert [q.aspect for q in on.questions if q.aspect.startswith("alignment/")] == [
+        "alignment/Object", "alignment/Count", "alignment/Spatial"]
+    assert not [q for q in off.questions if q.aspect.startswith("alignment/")]
+
+
+def test_cli_elements_method_parser_is_the_default(tmp_path, capsys):
+    from evalalign_metric.cli import main
+    from evalalign_metric.extraction import load_elements_file
+
+    path = tmp_path / "prompts.txt"
+    path.write_text(f"{OFFICIAL[0]['prompt']}\n{MINE}\n!!\n")
+    out = tmp_path / "elements.json"
+    assert main(["elements", str(path), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote 3 prompts to {out}: 1 official, 2 parsed" in captured.out
+    assert "[3/3] note: nothing recognisable in prompt '!!'" in captured.err
+    assert load_elements_file(out) == {OFFICIAL[0]["prompt"]: OFFICIAL[0]["result_info"], MINE: MINE_PARSED,
+                                       "!!": NONE6}
+    assert [e["source"] for e in json.loads(out.read_text())] == ["official", "parsed", "parsed"]
+    assert main(["elements", str(path), "--out", str(out), "--method", "parser", "--model", "x"]) == 2
+    assert "--model 'x' is for --method lm" in capsys.readouterr().err

@@ -1,20 +1,22 @@
 """``evalalign elements PROMPTS_FILE --out FILE``: export each prompt's alignment elements for review.
 
-Official EvalAlign prompts get their official elements (unless ``--no-official``); the others are extracted
-with ``--model`` (a causal LM folder, a ``.gguf`` file or folder, a judge checkpoint, or a cached Hub id),
-each prompt once per model and settings thanks to the on-disk cache. Edit the written JSON file by hand if
-needed and give it to the metric (``load_elements_file``). A prompt the model cannot answer in the
-``result_info`` format (after one retry) stops the command with the prompt named: nothing is ever written
-as a silent ``none``; entries extracted so far stay in the cache, so a rerun resumes. With
-``--skip-failed`` such prompts are left out of the file instead, listed with the model's answers in
-``FILE.failed.json``, and the command exits with status 2 after writing both.
+Official EvalAlign prompts get their official elements (unless ``--no-official``); the others are read by
+``--method parser`` (the default: the deterministic parser of :mod:`evalalign_metric.extraction.parser`,
+no model; a prompt it finds nothing in is written with ``"none"`` everywhere and named on stderr) or
+extracted with ``--method lm --model REF`` (a causal LM folder, a ``.gguf`` file or folder, a judge
+checkpoint, or a cached Hub id), each prompt once per model and settings thanks to the on-disk cache. Edit
+the written JSON file by hand if needed and give it to the metric (``load_elements_file``). A prompt the
+model cannot answer in the ``result_info`` format (after one retry) stops the command with the prompt
+named: nothing is ever written as a silent ``none``; entries extracted so far stay in the cache, so a
+rerun resumes. With ``--skip-failed`` such prompts are left out of the file instead, listed with the
+model's answers in ``FILE.failed.json``, and the command exits with status 2 after writing both.
 
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(); register(parser.add_subparsers())
     >>> args = parser.parse_args(["elements", "prompts.txt", "--out", "elements.json", "--model", "lm/"])
-    >>> args.prompts_file, args.out, args.model, args.prompt_style, args.no_cache
-    ('prompts.txt', 'elements.json', 'lm/', 'completion', False)
+    >>> args.prompts_file, args.out, args.model, args.prompt_style, args.no_cache, args.method
+    ('prompts.txt', 'elements.json', 'lm/', 'completion', False, 'parser')
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ def register(subparsers) -> None:
                         help=".txt (one prompt per line), .json (list of strings or {prompt, prompt_id}) "
                              "or .jsonl")
     parser.add_argument("--out", required=True, metavar="FILE", help="elements file (JSON) to write")
+    parser.add_argument("--method", choices=("parser", "lm"), default="parser",
+                        help="parser: the deterministic offline parser (default); lm: a language model "
+                             "(--model)")
     parser.add_argument("--model", metavar="REF_OR_PATH",
-                        help="extraction LM: causal LM folder, .gguf file/folder, judge checkpoint or Hub "
-                             "id; needed unless every prompt is official")
+                        help="extraction LM for --method lm: causal LM folder, .gguf file/folder, judge "
+                             "checkpoint or Hub id; needed unless every prompt is official")
     parser.add_argument("--gguf-file", help="the .gguf file inside --model when it holds several")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="element cache folder (default: $HF_HOME/evalalign/elements)")
@@ -75,11 +80,16 @@ def run(args: argparse.Namespace) -> int:
     from evalalign_metric.official import official_elements
 
     prompts = read_prompts_file(args.prompts_file)
+    if args.method == "parser":
+        if args.model:
+            raise InputError(f"--model {args.model!r} is for --method lm; the parser (the default method) uses "
+                             "no model")
+        return _run_parser(args, prompts)
     to_extract = [p for _, p in prompts if args.no_official or official_elements(p) is None]
     if to_extract and not args.model:
         raise InputError(
             f"{len(to_extract)} of {len(prompts)} prompts are not official EvalAlign prompts (first: "
-            f"{to_extract[0]!r}); give --model to extract their elements"
+            f"{to_extract[0]!r}); give --model to extract their elements with --method lm"
         )
     extractor = _extractor(args) if to_extract else None
 
@@ -107,4 +117,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} prompts failed extraction and are not in {args.out}: see {failed_path}",
               file=sys.stderr)
         return 2
+    return 0
+
+
+def _run_parser(args: argparse.Namespace, prompts) -> int:
+    """``--method parser``: official elements where they exist, the parser's for the rest."""
+    from evalalign_metric.extraction import extract_entries, save_elements_file
+    from evalalign_metric.extraction.parser import ParserElementExtractor
+
+    extractor = ParserElementExtractor()
+    notes: list[str] = []
+
+    def parse(prompt: str) -> dict[str, str]:
+        result = extractor.parse(prompt)
+        notes.extend(result.notes)
+        return result.result_info
+
+    def progress(i: int, entry: dict) -> None:
+        for note in notes:
+            print(f"[{i + 1}/{len(prompts)}] note: {note}", file=sys.stderr)
+        notes.clear()
+        if not args.quiet:
+            print(f"[{i + 1}/{len(prompts)}] {entry['source']}: {entry['prompt'][:70]}", file=sys.stderr)
+
+    entries = extract_entries(prompts, parse, use_official=not args.no_official, on_entry=progress,
+                              source="parsed")
+    save_elements_file(args.out, entries)
+    official = sum(e["source"] == "official" for e in entries)
+    print(f"wrote {len(entries)} prompts to {args.out}: {official} official, {len(entries) - official} parsed")
     return 0

@@ -156,9 +156,11 @@ def extract_entries(
     use_official: bool = True,
     on_entry: Callable[[int, dict[str, Any]], None] | None = None,
     on_error: Callable[[int, str, ExtractionError], None] | None = None,
+    source: str = "extracted",
 ) -> list[dict[str, Any]]:
     """Elements file entries for ``prompts``: the official elements for official prompts (unless
-    ``use_official=False``), the extractor's for the others (``source`` says which).
+    ``use_official=False``), the extractor's for the others (``source`` says which: ``"official"``, or
+    ``source``, ``"extracted"`` by default, ``"parsed"`` for the parser).
 
     An :class:`ExtractionError` propagates, unless ``on_error`` is given: then it receives
     ``(index, prompt, error)`` and the prompt is left out of the entries. Raises :class:`InputError` when a
@@ -184,7 +186,7 @@ def extract_entries(
                     raise
                 on_error(i, prompt, exc)
                 continue
-            entry = {"prompt_id": prompt_id, "prompt": prompt, "result_info": info, "source": "extracted"}
+            entry = {"prompt_id": prompt_id, "prompt": prompt, "result_info": info, "source": source}
         entries.append(entry)
         if on_entry is not None:
             on_entry(i, entry)
