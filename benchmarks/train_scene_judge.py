@@ -67,7 +67,8 @@ from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINAT
 
 
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
-                recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0) -> tuple[Path, list]:
+                recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0,
+                varied: bool = False) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
     ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl``: the colour of each kind of shape
     named as an element, about the scenes EvalAlign's questions are asked about, whose pairs ``exclude``
@@ -77,13 +78,17 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
     kept from the held-out ones), instead of about ``seeds``; ``recoloured`` seeds add scenes painted off
     the palette (``scenes.recolour``) to them; ``reverse`` / ``sides``: also those direct questions;
-    ``one_changes``: prompts per scene with one thing changed (``scenes.one_change``)."""
+    ``one_changes``: prompts per scene with one thing changed (``scenes.one_change``); ``varied``: scenes
+    drawn with ``scenes.VARIED`` (backgrounds, sizes, outlines, up to five shapes, counts up to four).
+    ``imatch.jsonl`` holds the shipped ``"imatch"`` protocol's rows about the prompts of ``annotations.jsonl``
+    (``scenes.imatch_annotations``)."""
     from evalalign_metric.training import scenes
 
     # every image is drawn again (about a second per thousand): a folder left by an older generator would
     # otherwise pair old pictures with new truth
     folder.mkdir(parents=True, exist_ok=True)
-    rows, items, describe, colours = [], [], [], []
+    rows, items, describe, colours, imatch = [], [], [], [], []
+    max_count = scenes.VARIED.max_count if varied else scenes.MAX_COUNT
 
     def draw(scene, name: str, *, asked: bool = True) -> str:
         scenes.render(scene).save(folder / name)
@@ -93,29 +98,34 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
 
     for seed in seeds:
         rng = scenes.random_state(seed)
-        scene = scenes.random_scene(rng, exclude=exclude)
+        scene = scenes.random_scene(rng, exclude=exclude, varied=varied)
         if include is not None and seed % 2 == 0:  # held-out: every other scene gets a pair never judged
             shape, colour = include[seed // 2 % len(include)]
             first = scene.groups[0]
             others = [g for g in scene.groups[1:] if g.shape != shape]
             scene = scenes.Scene((scenes.Group(shape, colour, first.count), *others),
-                                 scene.relation if others else None, scene.level, scene.seed)
+                                 scene.relation if others else None, scene.level, scene.seed, look=scene.look)
         unseen = any((g.shape, g.colour) in HELD_OUT_COMBINATIONS for g in scene.groups)
         name = draw(scene, f"{seed}.png", asked=describe_seeds is None)
+        claims = scenes.scene_claims(scene, random.Random(seed), prompts=prompts, one_changes=one_changes,
+                                     exclude=exclude, max_count=max_count)
         scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude,
-                                              one_changes=one_changes)
+                                              one_changes=one_changes, max_count=max_count)
         rows.extend(scene_rows)
+        imatch.extend(scenes.imatch_annotations(scene, name, claims))
         colours.extend(scenes.element_colour_annotations(scene, name))
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
-        draw(scenes.random_scene(scenes.random_state(seed)), f"d{seed}.png")
+        draw(scenes.random_scene(scenes.random_state(seed), varied=varied), f"d{seed}.png")
     for seed in recoloured:
         rng = scenes.random_state(seed)
-        draw(scenes.recolour(scenes.random_scene(rng, exclude=exclude), rng, exclude=exclude), f"r{seed}.png")
+        draw(scenes.recolour(scenes.random_scene(rng, exclude=exclude, varied=varied), rng, exclude=exclude),
+             f"r{seed}.png")
     path = folder / "annotations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
     (folder / "colours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in colours))
+    (folder / "imatch.jsonl").write_text("".join(json.dumps(r) + "\n" for r in imatch))
     return path, items
 
 
@@ -206,14 +216,12 @@ def parse_bind(text: str) -> Bind:
 def bind_protocol(describe: dict, aspects) -> dict:
     """The direct-question protocol with some of EvalAlign's aspects added (their entries as the shipped
     protocol file writes them): a stage that asks both."""
-    from importlib import resources
-
-    shipped = json.loads((resources.files("evalalign_metric.protocol") / "data" / "evalalign.json").read_text())
-    added = [a for a in shipped["aspects"] if a["name"] in set(aspects)]
+    added = [a for a in shipped_protocol("evalalign")["aspects"] if a["name"] in set(aspects)]
     return {**describe, "name": "scene-describe-evalalign", "aspects": describe["aspects"] + added}
 
 
-def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides: bool) -> str:
+def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides: bool,
+                     max_count: int = 3) -> str:
     """Write a ``--bind`` stage's rows (``work/<split>/<name>.jsonl``) and return its protocol: ``"evalalign"``
     for EvalAlign's aspects alone; with direct questions too (``BIND_EXTRAS``), the path of a protocol holding
     both (``work/<name>_protocol.json``)."""
@@ -227,9 +235,32 @@ def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides:
         write_subset(work, "describe.jsonl", f"{name}.jsonl", is_position_question, append=True)
     if "colours" in bind.aspects:
         write_subset(work, "colours.jsonl", f"{name}.jsonl", lambda aspect: True, append=True)
-    asked = scenes.describe_protocol(reverse=reverse, sides=sides, element_colours="colours" in bind.aspects)
+    asked = scenes.describe_protocol(reverse=reverse, sides=sides, element_colours="colours" in bind.aspects,
+                                     max_count=max_count)
     protocol = work / f"{name}_protocol.json"
     protocol.write_text(json.dumps(bind_protocol(asked, evalalign_aspects), indent=1))
+    return os.fspath(protocol)
+
+
+def shipped_protocol(name: str) -> dict:
+    from importlib import resources
+
+    return json.loads((resources.files("evalalign_metric.protocol") / "data" / f"{name}.json").read_text())
+
+
+def write_imatch_stage(work: Path) -> str:
+    """Write the iMatch stage's rows (``work/<split>/both.jsonl``: EvalAlign's and iMatch's rows of the same
+    scenes) and a protocol asking both, each aspect's entry as the shipped protocol files write it
+    (``work/both_protocol.json``): the judge then answers either shipped protocol's questions as asked."""
+    for split in ("train", "heldout"):
+        with open(work / split / "both.jsonl", "w") as out:
+            for source in ("annotations.jsonl", "imatch.jsonl"):
+                out.write((work / split / source).read_text())
+    evalalign, imatch = shipped_protocol("evalalign"), shipped_protocol("imatch")
+    both = {**evalalign, "name": "evalalign+imatch", "aspects": evalalign["aspects"] + imatch["aspects"],
+            "description": "EvalAlign's and iMatch's questions together (a training stage)"}
+    protocol = work / "both_protocol.json"
+    protocol.write_text(json.dumps(both, indent=1))
     return os.fspath(protocol)
 
 
@@ -314,18 +345,17 @@ This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower,
 model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo` and `evalalign score`
 (without `--model`) work offline on a fresh machine. It was trained from scratch by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
-64x64 scenes drawn by `evalalign_metric.training.scenes` (one or two groups of circles, squares and
-triangles in six colours, counts 1-3, left/right/above/below, and drawn distortions): direct questions
-about what is drawn first, then EvalAlign's questions about {n_train} scenes and prompts that never name
+64x64 scenes drawn by `evalalign_metric.training.scenes` ({drawn}): direct questions
+about what is drawn first, then {asked} about {n_train} scenes and prompts that never name
 the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model,
 {projector}) was kept as built: trained, it drops where each image token is.{phrases}
 
-What it answers (the EvalAlign protocol, Vicuna v1 chat format):
+What it answers ({answers}, Vicuna v1 chat format):
 
 - alignment `Object`, `Count`, `Color`, `Spatial` (0-2) for prompts about such shapes;
 - faithfulness `object` and `common` (0-4) = how distorted the drawn shapes are;
 - faithfulness `body`, `Hand`, `face`: always "not applicable" (-1): there are no people in these scenes;
-- `Style` and `Action` were never trained.
+- `Style` and `Action` were never trained.{imatch_answers}
 
 Held-out agreement with the known truth (new seeds; half the scenes hold a shape/colour pair that no training
 prompt named), per aspect on items balanced across truth levels: Spearman correlation of the QAlign
@@ -333,7 +363,7 @@ expectation with the truth (a perfect judge: 0.94 on three levels, 0.98 on five,
 for Spatial, whose truth has two levels), and the arg-max accuracy. `-`: the truth has one level there.
 
 {table}
-
+{checks}
 Do not trust an aspect whose SRCC is below 0.8. Reproduce: `{command}`{timing}.
 
 It knows nothing about real images: on photographs or real text-to-image outputs its scores are
@@ -346,10 +376,47 @@ ASSET_FILES = ("config.json", "model.safetensors", "generation_config.json", "pr
                "chat_template.jinja", "chat_template.json", "evalalign_judge.json", "protocol.json")
 
 
-def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -> dict:
+CLASSIC = "one or two groups of circles, squares and triangles in six colours, counts 1-3, left/right/above/below, " \
+    "and drawn distortions"
+VARIED_SCENES = "one or two groups of circles, squares and triangles in six colours, up to five shapes, counts " \
+    "1-4, left/right/above/below, drawn distortions, on light, mid-grey or coloured backgrounds, at 0.5-1.5x " \
+    "size, some outlined"
+IMATCH_ANSWERS = """
+- iMatch (`protocol="imatch"`): the overall 15-level match (A-O, scored 1-5) of such a prompt, and one yes/no
+  question per element, named as `scenes.imatch_elements` writes them: `"circle (shape)"`, `"red circle
+  (color)"`, `"two circles (counting)"`, `"circle on the left of the square (spatial)"`."""
+
+
+def checks_section(checks: dict) -> str:
+    """The README's tables of the variation and iMatch checks (``scene_checks.py``'s figures)."""
+    lines = []
+    variations = checks.get("variations")
+    if variations:
+        aspects = sorted({a for row in variations.values() for a in row})
+        lines += ["", "Under each drawing variation alone (`benchmarks/scene_checks.py`: new scenes, each asked its "
+                  "true prompt and, per aspect, a prompt with that aspect's thing changed; ROC-AUC true vs changed):",
+                  "",
+                  "| variation | " + " | ".join(aspects) + " |", "|---|" + "---|" * len(aspects)]
+        lines += [f"| {v} | " + " | ".join(f"{row[a]['auc']:.3f}" if a in row else "-" for a in aspects) + " |"
+                  for v, row in variations.items()]
+    for name, title in (("imatch", "classic held-out scenes"), ("imatch_varied", "varied held-out scenes")):
+        result = checks.get(name)
+        if not result:
+            continue
+        lines += ["", f"iMatch protocol on {title} (`EvalAlignScore(protocol=\"imatch\")`'s scoring; "
+                  f"{result['n_prompts']} prompts, {result['n_elements']} elements): overall SRCC "
+                  f"{result['overall_srcc']:.3f}, PLCC {result['overall_plcc']:.3f} against the share of claims "
+                  f"that hold; element accuracy {result['element_accuracy']:.3f}; NTIRE 2025 track-1 score "
+                  f"{result['track1']:.3f}. Element ROC-AUC: "
+                  + ", ".join(f"{c} {v['auc']:.3f}" for c, v in result["categories"].items()) + "."]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, checks=None) -> dict:
     """Copy the judge to ``target`` with fp16 weights (half the file; the loader upcasts on CPU), score the
-    copy on the held-out scenes (``score(folder)``), and write its README and sidecar with those figures (and
-    the training time its run recorded in ``result.json`` beside it, if there is one)."""
+    copy on the held-out scenes (``score(folder)``) and with ``checks(folder)`` (the variation and iMatch
+    checks, a dict), and write its README and sidecar with those figures (and the training time its run
+    recorded in ``result.json`` beside it, if there is one)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -368,6 +435,8 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
     sidecar["description"] = ("Default judge for synthetic shape scenes (training/scenes.py), NOT for photographs; "
                               "see README.md")
     sidecar["heldout_agreement"] = heldout
+    checked = checks(staging) if checks else {}
+    sidecar.update({f"heldout_{k}": v for k, v in checked.items()})
     (staging / "evalalign_judge.json").write_text(json.dumps(sidecar, indent=1) + "\n")
 
     def cell(v, key):
@@ -399,14 +468,22 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict) -
         phrases = ("\nIts tokenizer holds each Spatial element these prompts can have (\"circle: on the left of the "
                    "square;\", 24 in all)\nas one token (`model.phrase_tokens`): spelled out word by word, a "
                    "left/right relation was never\nchecked by the two-layer language models of these runs.")
+        if len(AutoTokenizer.from_pretrained(staging).tokenize(scenes.imatch_spatial_phrases()[0])) == 1:
+            phrases += (" So does each relation\nelement iMatch's questions name (\"circle on the left of the "
+                        "square\", `scenes.imatch_spatial_phrases`).")
     projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
+    imatch = "imatch" in sidecar.get("protocols", ())
     (staging / "README.md").write_text(README.format(
         params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
-        projector=projector, phrases=phrases,
+        projector=projector, phrases=phrases, checks=checks_section(checked),
+        drawn=VARIED_SCENES if "--varied" in command.split() else CLASSIC,
+        asked="EvalAlign's and iMatch's questions" if imatch else "EvalAlign's questions",
+        answers="the EvalAlign and iMatch protocols" if imatch else "the EvalAlign protocol",
+        imatch_answers=IMATCH_ANSWERS if imatch else "",
         vision={"clip": "CLIP-style ViT", "swin": "Swin"}[spec["vision"]], n_train=n_train, table=table))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
-    return heldout
+    return heldout, checked
 
 
 # flags that only say where the run works or what it does with the judge, not how the judge is made
@@ -449,6 +526,50 @@ def built_spec(judge_dir: Path) -> dict:
     raise SystemExit(f"{judge_dir}: cannot tell what sizes it was built with (no built_from sidecar or summary)")
 
 
+def judge_checks(folder, *, max_count: int) -> dict:
+    """``scene_checks.py``'s figures for a judge: under each drawing variation, and, for a judge whose sidecar
+    names the imatch protocol, iMatch's figures on classic and on varied scenes."""
+    from scene_checks import score_imatch, score_variations
+
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.training import scenes
+
+    judge = load_judge(folder, cache=False)
+    out = {"variations": score_variations(judge, max_count=max_count)}
+    if "imatch" in (judge.identity.get("protocols") or ()):
+        out["imatch"] = score_imatch(judge, varied=False, max_count=scenes.MAX_COUNT)
+        out["imatch_varied"] = score_imatch(judge, varied=True, max_count=scenes.VARIED.max_count)
+    return out
+
+
+# the targets of the checks (issue: every aspect's ROC-AUC under each variation, iMatch's element and overall)
+VARIATION_AUC, ELEMENT_AUC, OVERALL_CORRELATION = 0.9, 0.95, 0.8
+
+
+def checks_met(checked: dict) -> bool:
+    """Whether the checks reach their targets: every aspect's ROC-AUC >= 0.9 under every variation; with
+    iMatch, every element category's ROC-AUC >= 0.95 and overall SRCC and PLCC >= 0.8 (classic and varied)."""
+    met = all(v["auc"] >= VARIATION_AUC for row in checked.get("variations", {}).values() for v in row.values())
+    for name in ("imatch", "imatch_varied"):
+        if name in checked:
+            r = checked[name]
+            met &= all(v["auc"] >= ELEMENT_AUC for v in r["categories"].values())
+            met &= r["overall_srcc"] >= OVERALL_CORRELATION and r["overall_plcc"] >= OVERALL_CORRELATION
+    return met
+
+
+def print_checks(checked: dict) -> None:
+    from scene_checks import print_imatch, print_variations
+
+    print_variations(checked["variations"])
+    for name in ("imatch", "imatch_varied"):
+        if name in checked:
+            print(f"iMatch protocol ({'varied' if name.endswith('varied') else 'classic'} scenes):")
+            print_imatch(checked[name])
+    print(f"checks' targets (variation ROC-AUC >= {VARIATION_AUC}; element ROC-AUC >= {ELEMENT_AUC}, overall "
+          f"SRCC/PLCC >= {OVERALL_CORRELATION}): {'MET' if checks_met(checked) else 'NOT MET'}")
+
+
 def print_table(before: dict, after: dict) -> None:
     nan = float("nan")
     print(f"  {'aspect':24s} {'SRCC before':>11s} {'SRCC after':>10s} {'unseen pairs':>12s} {'AUC after':>9s} "
@@ -489,7 +610,16 @@ def main(argv=None) -> int:
                              "PER_IMAGE: questions asked per image, default all), e.g. positions,Spatial:1500 or "
                              "colours,Color=3,Spatial:1000:4; repeat for several stages in turn (default: "
                              f"{' then '.join(DEFAULT_BINDS)}; --bind none: no such stage)")
-    parser.add_argument("--steps", type=int, default=2000, help="last stage's steps (all EvalAlign questions)")
+    parser.add_argument("--steps", type=int, default=2000, help="the EvalAlign stage's steps (all its questions)")
+    parser.add_argument("--imatch-steps", type=int, default=0,
+                        help="a last stage asking the shipped imatch protocol's questions (the overall 15-level "
+                             "match, one yes/no question per element) beside EvalAlign's (0: none; the judge then "
+                             "answers EvalAlign's protocol only)")
+    parser.add_argument("--imatch-weight", type=float, default=2.0,
+                        help="the iMatch stage: how often its questions are drawn against EvalAlign's")
+    parser.add_argument("--varied", action="store_true",
+                        help="draw every training scene with scenes.VARIED: light, mid-grey and coloured "
+                             "backgrounds, shapes at 0.5-1.5x size, outlines, up to five shapes, counts 1-4")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (twice as many in stage 1)")
     parser.add_argument("--questions-per-image", type=int, default=8)
     parser.add_argument("--aspect-weights", default="Color=3,Spatial=2,Count=2",
@@ -542,7 +672,8 @@ def main(argv=None) -> int:
         work / "train", range(args.train_images), exclude=HELD_OUT_COMBINATIONS,
         describe_seeds=None if args.strict_pairs else range(3 * 10 ** 7, 3 * 10 ** 7 + args.describe_images),
         recoloured=range(2 * 10 ** 7, 2 * 10 ** 7 + args.recoloured_images), reverse=args.reverse_questions,
-        sides=args.side_questions, one_changes=args.one_changes)
+        sides=args.side_questions, one_changes=args.one_changes, varied=args.varied)
+    max_count = scenes.VARIED.max_count if args.varied else scenes.MAX_COUNT
     held_file, held_items = write_split(work / "heldout", range(10 ** 6, 10 ** 6 + args.heldout_images),
                                         include=HELD_OUT_COMBINATIONS, reverse=args.reverse_questions,
                                         sides=args.side_questions)
@@ -552,12 +683,14 @@ def main(argv=None) -> int:
         judge_dir = Path(args.install_from)
         spec = built_spec(judge_dir)
         target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
-        installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
-                            score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
-                                                               work / "heldout"))
+        installed, checked = install(judge_dir, target, n_train=args.train_images, spec=spec,
+                                     score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
+                                                                        work / "heldout"),
+                                     checks=lambda folder: judge_checks(folder, max_count=max_count))
         print(f"installed: {target} (fp16 weights); its held-out agreement:")
         print_table({}, installed)
-        return 0 if all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v) else 1
+        print_checks(checked)
+        return 0 if all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v) and checks_met(checked) else 1
     vocabulary = 3 * ([a.template for a in load_protocol("imatch").aspects]
                       + [e["prompt"] for e in alignment_prompts()])
     spec = {"image_size": 64, "vision": args.vision, "patch_size": args.patch_size,
@@ -567,7 +700,8 @@ def main(argv=None) -> int:
             "compact_tokens": True, "keep_cls": args.keep_cls,
             "absolute_positions": True, "projector": args.projector,
             "rope_columns": args.rope_columns}
-    describe = scenes.describe_protocol(reverse=args.reverse_questions, sides=args.side_questions)
+    describe = scenes.describe_protocol(reverse=args.reverse_questions, sides=args.side_questions,
+                                        max_count=max_count)
     (work / "describe_protocol.json").write_text(json.dumps(describe, indent=1))
     # Stage 1 (curriculum): direct questions (how many circles? what colour are the squares? how distorted?)
     # teach the new judge to see; stage 2: EvalAlign's questions, which compare the image with a prompt.
@@ -584,13 +718,18 @@ def main(argv=None) -> int:
     binds = [] if args.bind == ["none"] else [parse_bind(text) for text in args.bind or DEFAULT_BINDS]
     for number, bind in enumerate(binds):
         name = f"bind{number + 1}"
-        protocol = write_bind_stage(work, name, bind, reverse=args.reverse_questions, sides=args.side_questions)
+        protocol = write_bind_stage(work, name, bind, reverse=args.reverse_questions, sides=args.side_questions,
+                                    max_count=max_count)
         batch = args.batch_size * (2 if protocol != "evalalign" else 1)  # direct questions: stage 1's batch
         stages.append((name, protocol, f"{name}.jsonl", bind.steps, batch, args.lr * 0.6, bind.per_image,
                        bind.weights))
     weights = parse_weights(args.aspect_weights)
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image, weights))
+    if args.imatch_steps:
+        stages.append(("imatch", write_imatch_stage(work), "both.jsonl", args.imatch_steps, args.batch_size,
+                       args.lr * 0.6, args.questions_per_image,
+                       {**weights, "imatch/overall": args.imatch_weight, "element/match": args.imatch_weight}))
     configs = [(name, {
         "protocol": protocol,
         "data": {"train": [{"format": "jsonl", "path": os.fspath(work / "train" / data)}],
@@ -605,9 +744,11 @@ def main(argv=None) -> int:
     }) for name, protocol, data, steps, batch, lr, per_image, stage_weights in stages]
     if args.base:
         spec = built_spec(Path(args.base))
+    phrases = scenes.spatial_phrases() + (scenes.imatch_spatial_phrases() if args.imatch_steps else [])
     first = ({"base": args.base} if args.base else
-             {"build": spec, "vocabulary": vocabulary, "protocols": ["evalalign"],
-              "phrase_tokens": scenes.spatial_phrases() if args.phrase_tokens else []})
+             {"build": spec, "vocabulary": vocabulary,
+              "protocols": ["evalalign", "imatch"] if args.imatch_steps else ["evalalign"],
+              "phrase_tokens": phrases if args.phrase_tokens else []})
     results, judge_dir = run_stages(work, configs, first_model=first)
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)
@@ -616,22 +757,27 @@ def main(argv=None) -> int:
     after = score_heldout(load_judge(judge_dir, cache=False), held_items, work / "heldout")
     print(f"\nheld-out scenes ({args.heldout_images} images, unseen shape/colour pairs included):")
     print_table(before, after)
+
+    checked = judge_checks(judge_dir, max_count=max_count)
+    print_checks(checked)
     scored = {k: v for k, v in after.items() if "srcc" in v}
-    ok = all(v["srcc"] >= 0.8 for v in scored.values())
-    print(f"target (every aspect SRCC >= 0.8): {'MET' if ok else 'NOT MET'}; trained {steps} steps in "
-          f"{train_seconds:.0f} s ({args.threads} threads), total {time.time() - t0:.0f} s")
-    (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": steps,
+    ok = all(v["srcc"] >= 0.8 for v in scored.values()) and checks_met(checked)
+    print(f"target (every aspect SRCC >= 0.8; the variation and iMatch targets): {'MET' if ok else 'NOT MET'}; "
+          f"trained {steps} steps in {train_seconds:.0f} s ({args.threads} threads), total {time.time() - t0:.0f} s")
+    (work / "result.json").write_text(json.dumps({"before": before, "after": after, "steps": steps, **checked,
                                                   "recipe": recipe_flags(sys.argv[1:] if argv is None else argv),
                                                   "train_seconds": train_seconds, "threads": args.threads,
                                                   "total_seconds": time.time() - t0}, indent=1))
     if args.install:
         target = Path(args.install_dir or Path(__file__).resolve().parents[1] / "evalalign_metric" / "assets" / "judge")
-        installed = install(judge_dir, target, n_train=args.train_images, spec=spec,
-                            score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
-                                                               work / "heldout"))
+        installed, checked = install(judge_dir, target, n_train=args.train_images, spec=spec,
+                                     score=lambda folder: score_heldout(load_judge(folder, cache=False), held_items,
+                                                                        work / "heldout"),
+                                     checks=lambda folder: judge_checks(folder, max_count=max_count))
         print(f"installed: {target} (fp16 weights); its held-out agreement:")
         print_table(before, installed)
-        ok = all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v)
+        print_checks(checked)
+        ok = all(v["srcc"] >= 0.8 for v in installed.values() if "srcc" in v) and checks_met(checked)
     return 0 if ok else 1
 
 
