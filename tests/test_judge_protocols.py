@@ -124,3 +124,14 @@ def test_training_writes_the_list_and_a_judge_trained_from_it_carries_it_over(tm
     custom = dict(_raw("imatch"), name="my-imatch")
     (tmp_path / "custom.json").write_text(json.dumps(custom))
     assert run("second", tmp_path / "first", str(tmp_path / "custom.json")) == ["imatch", "my-imatch"]
+
+
+def test_scoring_a_folder_with_a_judge_trained_for_another_protocol_warns(tiny_dir, tmp_path):
+    from evalalign_metric.runs import score_folder
+    from evalalign_metric.runs.demo_set import PROMPTS_FILE, write_demo_images
+
+    _with_protocols(tiny_dir, ["imatch"])
+    folders = write_demo_images(tmp_path / "images")
+    with pytest.warns(UntrainedProtocolWarning, match="trained for protocol\\(s\\) 'imatch', not for 'evalalign'"):
+        score_folder(folders["painter"], prompts=tmp_path / "images" / PROMPTS_FILE, model=str(tiny_dir),
+                     out=tmp_path / "results.jsonl", progress=False)

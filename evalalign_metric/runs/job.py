@@ -352,7 +352,10 @@ def score_folder(
         if mine:
             from evalalign_metric.judge import load_judge
 
+            from evalalign_metric.judge.protocols import warn_if_untrained
+
             judge = load_judge(folder, device=device, dtype=dtype, batch_size=batch_size)
+            warn_if_untrained(judge.identity, protocol)
             truncate_to = None
             if own is not None:
                 truncate_to = 0 if own.header is None else (own.intact_bytes if own.dropped else None)
