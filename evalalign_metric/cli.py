@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from evalalign_metric.errors import EvalAlignError
 
@@ -37,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(command: str):
+    """``warnings.showwarning`` for the command line: this library's warnings as one
+    ``evalalign CMD: warning: ...`` line on stderr (no file name, line or source), others as usual."""
+    from evalalign_metric.judge.protocols import UntrainedProtocolWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UntrainedProtocolWarning):
+            print(f"evalalign {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            return int(args.func(args) or 0)
     except EvalAlignError as exc:
         print(f"evalalign {args.command}: error: {exc}", file=sys.stderr)
         return 2

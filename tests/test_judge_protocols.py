@@ -135,3 +135,18 @@ def test_scoring_a_folder_with_a_judge_trained_for_another_protocol_warns(tiny_d
     with pytest.warns(UntrainedProtocolWarning, match="trained for protocol\\(s\\) 'imatch', not for 'evalalign'"):
         score_folder(folders["painter"], prompts=tmp_path / "images" / PROMPTS_FILE, model=str(tiny_dir),
                      out=tmp_path / "results.jsonl", progress=False)
+
+
+def test_the_command_line_prints_the_warning_as_one_line(tiny_dir, tmp_path, capsys):
+    from evalalign_metric import cli
+    from evalalign_metric.runs.demo_set import PROMPTS_FILE, write_demo_images
+
+    _with_protocols(tiny_dir, ["imatch"])
+    folders = write_demo_images(tmp_path / "images")
+    code = cli.main(["score", str(folders["painter"]), "--prompts", str(tmp_path / "images" / PROMPTS_FILE),
+                     "--model", str(tiny_dir), "--out", str(tmp_path / "r.jsonl"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0
+    [line] = [w for w in err.splitlines() if "warning" in w]
+    assert line.startswith("evalalign score: warning: judge ") and "not for 'evalalign'" in line
+    assert "UntrainedProtocolWarning" not in err  # no Python warning format (file, line, class, source)

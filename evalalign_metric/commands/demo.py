@@ -2,7 +2,9 @@
 
 Draws ten synthetic shape scenes for each of two pretend text-to-image models (``painter`` draws each
 prompt as written; ``scribbler`` gets part of it wrong and draws torn, distorted shapes), scores them with
-the default judge, prints the leaderboard and writes ``report.html`` and ``report.png``. The embedded
+the default judge under both shipped protocols, prints the two leaderboards and writes ``report.html`` and
+``report.png`` (EvalAlign's questions) and ``imatch/report.html`` and ``imatch/report.png`` (iMatch's overall
+15-level match and per-element yes/no questions). The embedded
 judge was trained on such scenes (``evalalign_metric/assets/judge/README.md``); it knows nothing about
 photographs. Without it (a source tree where it was removed), the default judge is a tiny untrained one
 and the output says so.
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from evalalign_metric.errors import InputError
     from evalalign_metric.report import build_leaderboard, format_leaderboard, load_run, write_report
     from evalalign_metric.runs import default_judge, score_folder
-    from evalalign_metric.runs.demo_set import PROMPTS_FILE, write_demo_images
+    from evalalign_metric.runs.demo_set import PROMPTS_FILES, write_demo_images
     from evalalign_metric.runs.identity import model_fingerprint
 
     quiet_transformers()
@@ -59,27 +61,30 @@ def run(args: argparse.Namespace) -> int:
     if not judge.trained:
         print(f"evalalign demo: {DEMO_JUDGE_NOTE}", file=sys.stderr)
     folders = write_demo_images(out_dir / "images")
-    tag = model_fingerprint(judge.path)[
-        :10
-    ]  # a new judge starts new results files instead of refusing the old
-    runs, results = [], []
-    for name, folder in folders.items():
-        result = score_folder(
-            folder,
-            prompts=out_dir / "images" / PROMPTS_FILE,
-            model=judge.path,
-            out=out_dir / "results" / f"{name}-{tag}.jsonl",
-            device=args.device,
-            progress=args.progress,
+    tag = model_fingerprint(judge.path)[:10]  # a new judge starts new results files instead of refusing the old
+    for protocol, title in (("evalalign", "EvalAlign"), ("imatch", "iMatch")):
+        report_dir = out_dir if protocol == "evalalign" else out_dir / protocol
+        suffix = "" if protocol == "evalalign" else f"-{protocol}"
+        runs, results = [], []
+        for name, folder in folders.items():
+            result = score_folder(
+                folder,
+                prompts=out_dir / "images" / PROMPTS_FILES[protocol],
+                model=judge.path,
+                protocol=protocol,
+                out=out_dir / "results" / f"{name}-{tag}{suffix}.jsonl",
+                device=args.device,
+                progress=args.progress,
+            )
+            runs.append(load_run(result.results_path, name, keys=result.scored_images))
+            results.append(str(result.results_path))
+        board = build_leaderboard(
+            runs, n_resamples=args.n_resamples, seed=0, demo_judge=not judge.trained, results=results
         )
-        runs.append(load_run(result.results_path, name, keys=result.scored_images))
-        results.append(str(result.results_path))
-    board = build_leaderboard(
-        runs, n_resamples=args.n_resamples, seed=0, demo_judge=not judge.trained, results=results
-    )
-    paths = write_report(board, out_dir)
-    print(format_leaderboard(board))
-    print(f"\nimages: {out_dir / 'images'}\nreport: {paths['html']}\nchart:  {paths['png']}")
+        paths = write_report(board, report_dir)
+        print(f"{title} protocol\n{format_leaderboard(board)}")
+        print(f"report: {paths['html']}\nchart:  {paths['png']}\n")
+    print(f"images: {out_dir / 'images'}")
     if not judge.trained:
         print(
             "These scores come from an UNTRAINED DEMO JUDGE (random weights): they show the pipeline and the "

@@ -58,7 +58,7 @@ def untrained_protocol_message(identity: Mapping[str, Any], protocol: Protocol) 
         return None
     names = ", ".join(repr(n) for n in listed)
     return (f"judge {identity.get('model')!r} was trained for protocol(s) {names}, not for {protocol.name!r}: its "
-            f"answers to {protocol.name!r}'s questions have no known meaning. Use a judge trained for "
+            f"answers to the questions of {protocol.name!r} have no known meaning. Use a judge trained for "
             f"{protocol.name!r} (its evalalign_judge.json lists it under {SIDECAR_KEY!r}), or train one with "
             "`evalalign train`.")
 

@@ -4,7 +4,9 @@ Ten prompts about synthetic shape scenes (``evalalign_metric.training.scenes``, 
 was trained on), each with its EvalAlign elements. ``painter`` draws each prompt as written, with clean
 outlines; ``scribbler`` draws a scene that gets some of the prompt wrong (a colour, a count, a shape, the
 relation), with distorted, torn outlines. The prompts go to ``<root>/prompts.json`` (a prompts file for
-``evalalign score --prompts``) and the images to ``<root>/<model>/<prompt_id>.png``. Drawing is seeded,
+``evalalign score --prompts``), the same prompts with their iMatch element keys (``"red circle (color)"``)
+to ``<root>/prompts-imatch.json`` (for ``--protocol imatch``), and the images to
+``<root>/<model>/<prompt_id>.png``. Drawing is seeded,
 so the files are byte-identical on every run and a rerun of the demo reuses its results files.
 
 Example:
@@ -14,6 +16,8 @@ Example:
     (['painter', 'scribbler'], 10)
     >>> demo_prompts()[0]["prompt"]
     'a blue square on the right of a blue circle'
+    >>> demo_prompts("imatch")[0]["elements"][:2]
+    ['square (shape)', 'blue square (color)']
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from evalalign_metric.training import scenes
 DEMO_MODELS = ("painter", "scribbler")
 N_PROMPTS = 10
 PROMPTS_FILE = "prompts.json"
+PROMPTS_FILES = {"evalalign": PROMPTS_FILE, "imatch": "prompts-imatch.json"}  # per protocol the demo asks
 _FIRST_SEED = 7_000_000  # far from the seeds the embedded judge was trained and checked on
 
 
@@ -45,11 +50,16 @@ def _demo_scenes() -> list[scenes.Scene]:
     return out
 
 
-def demo_prompts() -> list[dict]:
-    """The ten prompts the demo draws: ``{prompt_id, prompt, elements}``."""
+def demo_prompts(protocol: str = "evalalign") -> list[dict]:
+    """The ten prompts the demo draws: ``{prompt_id, prompt, elements}``, the elements for ``protocol``
+    (``"evalalign"``: ``result_info``; ``"imatch"``: the element keys of ``scenes.imatch_elements``)."""
+    if protocol not in PROMPTS_FILES:
+        raise ValueError(f"protocol={protocol!r}; the demo asks {sorted(PROMPTS_FILES)}")
     entries = []
     for k, scene in enumerate(_demo_scenes()):
         prompt, elements = scenes.claims_prompt(scene.claims())
+        if protocol == "imatch":
+            elements = list(scenes.imatch_elements(scene, scene.claims()))
         entries.append({"prompt_id": f"scene-{k:02d}", "prompt": prompt, "elements": elements})
     return entries
 
@@ -76,7 +86,8 @@ def write_demo_images(root: str | os.PathLike) -> dict[str, Path]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries = demo_prompts()
-    write_atomic(root / PROMPTS_FILE, json.dumps(entries, indent=1) + "\n")
+    for protocol, name in PROMPTS_FILES.items():
+        write_atomic(root / name, json.dumps(demo_prompts(protocol), indent=1) + "\n")
     folders = {}
     for model, draw in zip(DEMO_MODELS, (_painter, _scribbler)):
         folder = root / model
