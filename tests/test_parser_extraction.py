@@ -30,7 +30,7 @@ CASES = [
       "Action": "puppy and kitten are sleeping;"}),
     ("three teddy bears sitting on a sofa to the left of a lamp",
      {"Object": "teddy bears; sofa; lamp;", "Count": "teddy bears: three; sofa: a; lamp: a;",
-      "Spatial": "teddy bears: on the sofa; sofa: to the left of the lamp;", "Action": "teddy bears are sitting;"}),
+      "Spatial": "teddy bears: on the sofa to the left of the lamp;", "Action": "teddy bears are sitting;"}),
     ("a cat between two dogs",
      {"Object": "cat; dogs;", "Count": "cat: a; dogs: two;", "Spatial": "cat: between the dogs;"}),
     ("an old man reading a newspaper next to a traffic light, in the style of Van Gogh",

@@ -25,7 +25,8 @@ from typing import Sequence
 _PHRASE_LISTS = ("relations", "absolute_relations", "styles", "quality_tags", "quantifiers", "ing_compounds")
 _WORD_SETS = ("colors", "color_modifiers", "color_nouns", "determiners", "pronouns", "auxiliaries",
               "conjunctions", "prepositions", "particles", "adverbs", "adjectives", "abstract_nouns",
-              "ing_nouns", "singular_s", "uncountable", "style_heads", "keep_nouns")
+              "ing_nouns", "singular_s", "uncountable", "style_heads", "keep_nouns", "possessives",
+              "animate_nouns", "setting_nouns", "posture_verbs")
 _VOWELS = set("aeiou")
 
 

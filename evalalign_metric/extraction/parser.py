@@ -69,6 +69,9 @@ class NounPhrase:
     plural: bool
     colors: list[str] = field(default_factory=list)
     abstract: bool = False
+    det: str | None = None  # the determiner as written ("the", "their", ...), None for none
+    bare: bool = False  # no determiner, number, colour or adjective: "pillows" in "white comforters and pillows"
+    kept: bool = True  # listed as an object (set by the reader: clause and position rules)
 
 
 @dataclass
@@ -215,6 +218,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
         return None, [], i
     colors: list[str] = []
     nouns: list[str] = []
+    modified = False
     while j < len(tokens):
         if lex.match("ing_compounds", tokens, j) or (
                 lex.match("relations", tokens, j) and not lex.has("adjectives", tokens[j])):
@@ -239,6 +243,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
             j += 1
             continue
         if _is_adjective(lex, tokens, j):
+            modified = True
             j += 1
             continue
         break
@@ -250,7 +255,8 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
     plural = lex.is_plural(head) or (quantity is not None and quantity not in ("a", "one", "a pair"))
     count = quantity if quantity is not None else _default_count(lex, det, head, plural)
     abstract = lex.has("abstract_nouns", head) and not lex.has("keep_nouns", head)
-    return NounPhrase(name, count, plural, colors, abstract), [], j
+    bare = not (det or quantity or colors or modified)
+    return NounPhrase(name, count, plural, colors, abstract, det, bare), [], j
 
 
 def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licensed: bool) -> int:
@@ -306,6 +312,8 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
 
     ``tag_like`` (the prompt is a comma-separated tag list) lets ``by <artist>`` start a style.
     """
+    if tag_like and _style_tag(lex, words):
+        return [" ".join(words)], []
     styles: list[str] = []
     rest: list[str] = []
     i = 0
@@ -321,6 +329,8 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
             i += n
             continue
         n = lex.match("styles", words, i)
+        if n == 1 and i + 1 < len(words) and _animate_word(lex, words[i + 1]):
+            n = 0  # "anime girl", "cartoon dog": the style word is part of the thing's name
         if n and (n > 1 or not _in_object_position(lex, rest)):
             while i + n < len(words) and lex.has("style_heads", words[i + n]):
                 n += 1
@@ -337,6 +347,24 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         rest.append(words[i])
         i += 1
     return styles, rest
+
+
+def _style_tag(lex: Lexicon, words: Sequence[str]) -> bool:
+    """Whether a tag of a comma-separated prompt is a style phrase as a whole, written as it stands
+    (``"HD ultrarealistic"``, ``"creative and highly realistic"``): it holds a style name, starts with no
+    article or number, is not ``X style <thing>`` nor ``<style> of <thing>``, and does not end in a person or
+    animal (``"anime girl"``)."""
+    if not words or lex.has("determiners", words[0]) or words[0].lower() in lex.numbers:
+        return False
+    if _animate_word(lex, words[-1]) or any(w.lower() in ("style", "aesthetic", "by", "of") for w in words[:-1]):
+        return False
+    return any(lex.match("styles", words, i) for i in range(len(words)))
+
+
+def _animate_word(lex: Lexicon, word: str) -> bool:
+    """A person or an animal (the lexicon's list, or an agent noun in ``-ist``): they act; things lie."""
+    low = lex.singular(word.lower())
+    return lex.has("animate_nouns", low) or lex.has("animate_nouns", word) or (low.endswith("ist") and len(low) > 5)
 
 
 def _in_object_position(lex: Lexicon, rest: Sequence[str]) -> bool:
@@ -428,6 +456,30 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
     return None, i + 1
 
 
+def clause_kind(lex: Lexicon, items: Sequence[_Item], first: bool) -> str:
+    """``main``, ``participial`` or ``absolute`` for a segment's chunks.
+
+    After a comma, a segment that starts with an ``-ing`` / ``-ed`` verb (``", sniffing the air"``,
+    ``", each holding a cup"``, ``", surrounded by ..."``) is a participial clause about the sentence's
+    subject; one that starts with a definite or possessed noun phrase whose first verb is an ``-ing`` form
+    without an auxiliary (``", the sun shining down"``, ``", their tails swishing"``) is an absolute clause:
+    background, with no objects or actions of its own.
+    """
+    if first or not items:
+        return "main"
+    start = 1 if items[0].kind == "pron" and items[0].text == "each" and len(items) > 1 else 0
+    if items[start].kind == "verb" and items[start].tense in ("ing", "ed"):
+        return "participial"
+    head = items[0]
+    if head.kind == "np" and (head.np.det == "the" or lex.has("possessives", head.np.det or "")):
+        for item in items[1:]:
+            if item.kind in ("aux", "conj"):
+                break
+            if item.kind == "verb":
+                return "absolute" if item.tense == "ing" else "main"
+    return "main"
+
+
 @dataclass
 class _Reader:
     """Reads the chunks of a prompt in order and collects the six aspects."""
@@ -445,10 +497,18 @@ class _Reader:
     kinds: list[str] = field(default_factory=lambda: ["", ""])
     conj: str = ""
     group_is_object: bool = False
+    lex: Lexicon | None = None
+    clause: str = "main"
+    reduced: bool = False  # the group follows a reduced relative ("glasses filled with wine")
+    rel_subject: list[NounPhrase] | None = None  # the subject of the relation whose object is the group
+    last_spatial: tuple[int, NounPhrase] | None = None  # (index in spatial, object) of the latest relation
+    pending_color: int | None = None  # index in colors of an unbound colour that "of" may bind
+    last_prep: str = ""
 
     def read(self, item: _Item) -> None:
         getattr(self, f"_on_{item.kind}")(item)
-        self.kinds = [self.kinds[-1], item.kind]
+        if item.kind != "clause":
+            self.kinds = [self.kinds[-1], item.kind]
 
     @property
     def prev(self) -> str:
@@ -460,18 +520,48 @@ class _Reader:
                 self.previous_subject = self.subject
             self.subject = group
 
+    def _on_clause(self, item: _Item) -> None:
+        self.clause = item.text
+        if item.text == "main":
+            self.reduced = False
+
+    def _listed(self, np: NounPhrase) -> bool:
+        """Whether a noun phrase is one of the depicted objects (see :func:`parse_elements`)."""
+        lex = self.lex
+        if np.abstract or self.clause == "absolute" or lex.has("possessives", np.det or ""):
+            return False
+        if self.clause == "participial" and np.det == "the":
+            return False  # given or background things in a trailing clause ("reflecting the light")
+        head = np.name.split()[-1]
+        # a bare singular after a preposition is an idiom, not a thing ("in hand", "in line", "in city")
+        return not (np.bare and self.prev in ("rel", "prep") and not np.plural and head.islower()
+                    and not lex.has("uncountable", head) and not lex.has("keep_nouns", head))
+
     def _on_np(self, item: _Item) -> None:
         np = item.np
-        if not np.abstract:
+        np.kept = self._listed(np)
+        if np.kept:
             self.objects.setdefault(np.name.lower(), np)
-        for colour in np.colors[:1] if len(set(np.colors)) == 1 else np.colors:
-            self.colors.append(f"{np.name}: {colour}")
         joined = self.prev == "conj" and self.conj == "and" and self.kinds[0] == "np"
+        colours = np.colors
+        if joined and np.bare and self.group and self.group[-1].colors:
+            colours = self.group[-1].colors  # "white comforters and pillows": the colour is shared
+        if np.kept or lex_possessed(self.lex, np):
+            for colour in colours[:1] if len(set(colours)) == 1 else colours:
+                self.colors.append(f"{np.name}: {colour}")
+        if self.pending_color is not None and self.prev == "prep" and self.last_prep == "of" and np.kept:
+            # "black and white sketch of a street": the colour is the street's
+            self.colors[self.pending_color] = f"{np.name}: {self.colors[self.pending_color]}"
+        self.pending_color = None
+        self.rel_subject = None
         if joined and self.relation is None and not self.group_is_object:
             self.group = self.group + [np]
         else:
             if self.relation is not None:
                 self._relate(np)
+            else:
+                self.last_spatial = None
+            self.reduced = self.reduced and self.prev in ("verb", "aux", "prep")
             self.group = [np]
             self.group_is_object = self.prev in ("verb", "aux", "prep")
         self.recent = self.group
@@ -479,8 +569,22 @@ class _Reader:
     def _relate(self, np: NounPhrase) -> None:
         subjects, phrase = self.relation
         self.relation = None
-        if subjects and not np.abstract and all(not s.abstract for s in subjects):
-            self._add(self.spatial, f"{_names(subjects)}: {phrase} the {np.name}")
+        self.rel_subject = subjects
+        if not (subjects and np.kept and all(s.kept for s in subjects)):
+            return
+        if self.last_spatial is not None and subjects == [self.last_spatial[1]]:
+            # a chain of places, "on the ground in a grassy field": one relation of the first subject
+            index = self.last_spatial[0]
+            self.spatial[index] += f" {phrase} the {np.name}"
+            self.last_spatial = (index, np)
+            return
+        if self.group_is_object and self.subject and phrase in ("in", "at", "inside") \
+                and self.lex.has("setting_nouns", np.name.split()[-1].lower()):
+            subjects = self.subject  # "friends enjoying pizzas in a restaurant": the friends are there
+        text = f"{_names(subjects)}: {phrase} the {np.name}"
+        if text not in self.spatial:
+            self.spatial.append(text)
+        self.last_spatial = (self.spatial.index(text), np)
 
     def _on_rel(self, item: _Item) -> None:
         subjects = self.group if self.prev == "np" else self.subject
@@ -488,12 +592,13 @@ class _Reader:
 
     def _on_abs(self, item: _Item) -> None:
         subjects = self.group if self.prev == "np" else self.recent if self.prev == "break" else self.subject
-        if subjects and all(not s.abstract for s in subjects):
+        if subjects and all(s.kept for s in subjects):
             self._add(self.spatial, f"{_names(subjects)}: {item.text}")
 
     def _on_aux(self, item: _Item) -> None:
         if self.prev == "np":
-            self._set_subject(self.group)
+            # "the butterfly on the flower is colorful": the clause is about the butterfly
+            self._set_subject(self.rel_subject or self.group)
 
     def _on_incolor(self, item: _Item) -> None:
         if self.group:
@@ -503,6 +608,7 @@ class _Reader:
         if self.prev == "aux" and self.subject:
             self.colors.append(f"{_names(self.subject)}: {item.text}")
         elif self.prev in ("", "break", "end"):
+            self.pending_color = len(self.colors)
             self.colors.append(item.text)
 
     def _on_verb(self, item: _Item) -> None:
@@ -510,14 +616,29 @@ class _Reader:
             self.action["verbs"].append(item.text)
             self._render_action()
             return
-        if self.prev in ("np", "incolor"):
-            self._set_subject(self.group)
-        if not self.subject or item.tense == "ed" and self.prev != "aux":
+        if self.prev in ("np", "incolor") and not (self.reduced and self.group_is_object):
+            self._set_subject(self.rel_subject or self.group)
+        if item.tense == "ed" and self.prev in ("np", "incolor"):
+            self.reduced = True  # "glasses filled with wine ...": the next finite verb is the glasses'
+        if not self.subject or not self._is_action(item):
             self.action = None
             return
         aux = self.prev == "aux" or item.tense == "ing"
         self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None}
         self._render_action()
+
+    def _is_action(self, item: _Item) -> bool:
+        """Passives (``"are placed"``), background clauses, a thing's posture in the simple present
+        (``"glasses sit on a table"``) and trailing clauses about things are states, not actions."""
+        lex = self.lex
+        animate = any(_animate_word(lex, p.name.split()[-1]) for p in self.subject)
+        if item.tense == "ed" or self.clause == "absolute" or not all(p.kept for p in self.subject):
+            return False
+        if self.clause == "participial" and not animate:
+            return False
+        lemma = lex.verb_lemma(item.text.split()[0])
+        return not (item.tense == "finite" and self.prev != "aux" and not animate
+                    and lex.has("posture_verbs", lemma or ""))
 
     def _render_action(self) -> None:
         a = self.action
@@ -550,13 +671,17 @@ class _Reader:
 
     def _on_prep(self, item: _Item) -> None:
         self.relation = None
+        self.last_prep = item.text
 
     def _on_break(self, item: _Item) -> None:
         self.relation = None
         self.group = []
+        self.last_spatial = self.pending_color = None
 
     def _on_end(self, item: _Item) -> None:
         self.relation = None
+        self.last_spatial = self.pending_color = None
+        self.rel_subject, self.reduced = None, False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
         self.recent = []
 
@@ -564,6 +689,11 @@ class _Reader:
     def _add(target: list[str], text: str) -> None:
         if text not in target:
             target.append(text)
+
+
+def lex_possessed(lex: Lexicon, np: NounPhrase) -> bool:
+    """A possessed thing ("her red hair") is no object of its own, but its colour is still asked."""
+    return lex.has("possessives", np.det or "") and not np.abstract
 
 
 def _names(group: Sequence[NounPhrase]) -> str:
@@ -595,14 +725,18 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResul
     lex = lexicon or load_lexicon()
     segments = split_segments(tokenize(prompt))
     tag_like = sum(1 for words, kind in segments if words) > 1
-    reader = _Reader()
+    reader = _Reader(lex=lex)
     styles: list[str] = []
+    first = True
     for words, boundary in segments:
         found, rest = extract_styles(lex, words, tag_like)
         styles.extend(found)
-        for item in chunk(lex, rest):
+        items = chunk(lex, rest)
+        reader.read(_Item("clause", clause_kind(lex, items, first)))
+        for item in items:
             reader.read(item)
         reader.read(_Item(boundary))
+        first = boundary == "end"
     objects = list(reader.objects.values())
     info = {
         "Object": _join([o.name for o in objects]),
