@@ -33,6 +33,8 @@ from evalalign_metric.protocol import load_protocol
 
 LEX = load_lexicon()
 _ACTION_SUBJECT = re.compile(r"^(.*?)\s+(?:is|are|was|were)\s+(.*)$")
+_ITEM = r"[^;:\s][^;:]*?(?:: [^;:\s][^;]*?)?;"
+_CANONICAL = re.compile(rf"^(?:{_ITEM} )*{_ITEM}$")
 
 
 def head(name: str) -> str:
@@ -61,6 +63,25 @@ def verb(detail: str) -> str | None:
     return None
 
 
+def action_subject(text: str) -> tuple[str | None, str]:
+    """(subject, rest) of an action written without ``subject:``: before ``is/are/was/were``, else before
+    the first verb form (``"trucks drive by"``, ``"three dogs happily chase ..."``); (None, text) if neither."""
+    if m := _ACTION_SUBJECT.match(text):
+        return m.group(1), m.group(2)
+    words = text.split()
+    for i, word in enumerate(words):
+        if i and verb(word) is not None:
+            subject = [w for w in words[:i] if not (w.lower().endswith("ly") and len(w) > 4)]
+            return (" ".join(subject), " ".join(words[i:])) if subject else (None, text)
+    return None, text
+
+
+def canonical(text: str) -> bool:
+    """Whether an official element string is in the form an extractor writes: ``"x; y;"`` / ``"x: v; y: w;"``
+    with ``"; "`` between elements, a closing ``;``, no stray spaces (the ceiling of byte-identity)."""
+    return bool(_CANONICAL.match(text)) and "  " not in text and not re.search(r" [;:]", text)
+
+
 def colours(detail: str) -> frozenset[str]:
     return frozenset(w for w in re.findall(r"[a-z]+", detail.lower()) if LEX.has("colors", w))
 
@@ -77,8 +98,8 @@ def pairs(aspect: str, text: str) -> tuple[set, set]:
         if aspect == "Object":
             keys.add(head(detail))
             continue
-        if subject is None and aspect == "Action" and (m := _ACTION_SUBJECT.match(detail)):
-            subject, detail = m.group(1), m.group(2)
+        if subject is None and aspect == "Action":
+            subject, detail = action_subject(detail)
         key = head(subject) if subject else ""
         keys.add(key)
         value = {"Count": lambda d: d.lower(), "Color": colours, "Spatial": relation, "Action": verb}[aspect](detail)
@@ -96,7 +117,7 @@ def prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
 def evaluate(entries) -> dict:
     protocol = load_protocol("evalalign")
     counts = {a: {"elements": [0, 0, 0], "values": [0, 0, 0]} for a in ASPECTS}
-    same = total = 0
+    same = total = ceiling = 0
     for entry in entries:
         predicted = parse_elements(entry["prompt"]).result_info
         for aspect in ASPECTS:
@@ -109,10 +130,11 @@ def evaluate(entries) -> dict:
                 c[2] += len(g)
         for aspect, text in entry["question_info"].items():
             total += 1
+            ceiling += canonical(entry["result_info"][aspect])
             if predicted[aspect] != "none" and protocol.render_question(aspect, predicted) == text:
                 same += 1
     out = {a: {kind: prf(*c) for kind, c in kinds.items()} for a, kinds in counts.items()}
-    return {"aspects": out, "questions_identical": same, "questions": total}
+    return {"aspects": out, "questions_identical": same, "questions": total, "questions_canonical": ceiling}
 
 
 def timing() -> dict[int, float]:
@@ -154,7 +176,8 @@ def main() -> None:
     for name in halves:
         r = results[name]
         print(f"{name}: {r['questions_identical']} of {r['questions']} official questions byte-identical "
-              f"({r['questions_identical'] / r['questions']:.1%})")
+              f"({r['questions_identical'] / r['questions']:.1%}); ceiling: {r['questions_canonical']} "
+              f"({r['questions_canonical'] / r['questions']:.1%}) official element strings are in canonical form")
     print(f"time: {per_prompt:.2f} ms per official prompt; "
           + ", ".join(f"{n} words: {ms:.1f} ms" for n, ms in results["ms_by_words"].items()))
 

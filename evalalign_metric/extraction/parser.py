@@ -58,6 +58,8 @@ _SUBJECT_PRONOUNS = {"it", "they", "he", "she", "we", "i", "you"}
 _OBJECT_PRONOUNS = {"it", "them", "him", "her", "us", "itself", "themselves"}
 _RELATIVE = {"which", "who", "that", "whom"}
 _NO_ACTION_VERBS = {"be", "have", "do"}
+_COLOR_WORDS = {"color", "colors", "colour", "colours", "tones", "hues", "shades"}
+_COLORING_VERBS = {"painted", "colored", "coloured", "dyed", "tinted", "turned", "turn", "turns"}
 
 
 @dataclass
@@ -336,7 +338,9 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
                 n += 1
             if i + n + 1 < len(words) and words[i + n].lower() == "by":
                 n = len(words) - i
-            styles.append(" ".join(words[i:i + n]))
+            lead = _style_modifiers(lex, rest)
+            styles.append(" ".join([*rest[len(rest) - lead:], *words[i:i + n]]))
+            del rest[len(rest) - lead:]
             _drop_determiner(rest)
             i += n
             continue
@@ -347,6 +351,20 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         rest.append(words[i])
         i += 1
     return styles, rest
+
+
+def _style_modifiers(lex: Lexicon, rest: Sequence[str]) -> int:
+    """How many words before a style name belong to it: adverbs and adjectives coordinated with it
+    (``"creative and highly realistic"``, ``"very cinematic"``)."""
+    k = len(rest)
+    while k and _is_adverb(lex, rest[k - 1]):
+        k -= 1
+    if k >= 2 and rest[k - 1].lower() == "and" and (lex.has("adjectives", rest[k - 2])
+                                                    or rest[k - 2].lower().endswith(_ADJ_SUFFIXES)):
+        k -= 2
+        while k and _is_adverb(lex, rest[k - 1]):
+            k -= 1
+    return len(rest) - k
 
 
 def _style_tag(lex: Lexicon, words: Sequence[str]) -> bool:
@@ -427,7 +445,11 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
     object_position = prev in ("rel", "prep", "verb")
     if low == "in" and i + 1 < len(words) and prev == "np":
         n = _color_at(lex, words, i + 1)
-        if n and not (i + 1 + n < len(words) and _nounish(lex, words[i + 1 + n])):
+        if n and i + 1 + n < len(words) and words[i + 1 + n].lower() in _COLOR_WORDS:
+            n += 1  # "in peach and coral colors": the colour as written
+        elif n and i + 1 + n < len(words) and _nounish(lex, words[i + 1 + n]):
+            n = 0
+        if n:
             return _Item("incolor", " ".join(w.lower() for w in words[i + 1:i + 1 + n])), i + 1 + n
     kind, n = _relation_at(lex, words, i)
     if n and not (low == "at" and n == 1 and prev == "verb"):  # "looking at": not a place
@@ -499,10 +521,12 @@ class _Reader:
     group_is_object: bool = False
     lex: Lexicon | None = None
     clause: str = "main"
-    reduced: bool = False  # the group follows a reduced relative ("glasses filled with wine")
+    head: list[NounPhrase] | None = None  # a head noun phrase its modifiers follow ("glasses filled with wine")
     rel_subject: list[NounPhrase] | None = None  # the subject of the relation whose object is the group
     last_spatial: tuple[int, NounPhrase] | None = None  # (index in spatial, object) of the latest relation
     pending_color: int | None = None  # index in colors of an unbound colour that "of" may bind
+    last_verb: str = ""
+    each: bool = False  # after "each": one thing per subject ("two men, each with a hat": two hats)
     last_prep: str = ""
 
     def read(self, item: _Item) -> None:
@@ -522,8 +546,6 @@ class _Reader:
 
     def _on_clause(self, item: _Item) -> None:
         self.clause = item.text
-        if item.text == "main":
-            self.reduced = False
 
     def _listed(self, np: NounPhrase) -> bool:
         """Whether a noun phrase is one of the depicted objects (see :func:`parse_elements`)."""
@@ -533,13 +555,18 @@ class _Reader:
         if self.clause == "participial" and np.det == "the":
             return False  # given or background things in a trailing clause ("reflecting the light")
         head = np.name.split()[-1]
+        if np.bare and self.prev == "aux" and not np.plural:
+            return False  # a predicate adjective the word lists do not know ("the screen is dimmer")
         # a bare singular after a preposition is an idiom, not a thing ("in hand", "in line", "in city")
-        return not (np.bare and self.prev in ("rel", "prep") and not np.plural and head.islower()
+        return not (np.bare and self.prev == "rel" and not np.plural and head.islower()
                     and not lex.has("uncountable", head) and not lex.has("keep_nouns", head))
 
     def _on_np(self, item: _Item) -> None:
         np = item.np
         np.kept = self._listed(np)
+        if np.kept and self.each and np.count == "a" and len(self.subject) == 1 \
+                and self.subject[0].count not in (None, "a", "one", "some"):
+            np.count = self.subject[0].count
         if np.kept:
             self.objects.setdefault(np.name.lower(), np)
         joined = self.prev == "conj" and self.conj == "and" and self.kinds[0] == "np"
@@ -561,7 +588,6 @@ class _Reader:
                 self._relate(np)
             else:
                 self.last_spatial = None
-            self.reduced = self.reduced and self.prev in ("verb", "aux", "prep")
             self.group = [np]
             self.group_is_object = self.prev in ("verb", "aux", "prep")
         self.recent = self.group
@@ -578,6 +604,8 @@ class _Reader:
             self.spatial[index] += f" {phrase} the {np.name}"
             self.last_spatial = (index, np)
             return
+        if phrase == "in" and self.lex.has("worn_nouns", np.name.split()[-1].lower()):
+            return  # "a knight in shining armor" wears it; it is not a place
         if self.group_is_object and self.subject and phrase in ("in", "at", "inside") \
                 and self.lex.has("setting_nouns", np.name.split()[-1].lower()):
             subjects = self.subject  # "friends enjoying pizzas in a restaurant": the friends are there
@@ -598,28 +626,35 @@ class _Reader:
     def _on_aux(self, item: _Item) -> None:
         if self.prev == "np":
             # "the butterfly on the flower is colorful": the clause is about the butterfly
-            self._set_subject(self.rel_subject or self.group)
+            self._set_subject(self.head or self.rel_subject or self.group)
+            self.head = None
 
     def _on_incolor(self, item: _Item) -> None:
         if self.group:
             self.colors.append(f"{_names(self.group)}: {item.text}")
 
     def _on_color(self, item: _Item) -> None:
-        if self.prev == "aux" and self.subject:
+        coloured = self.prev == "verb" and self.last_verb.lower() in _COLORING_VERBS
+        if (self.prev == "aux" or coloured) and self.subject:
+            # "the car is red", "the walls are painted blue"
             self.colors.append(f"{_names(self.subject)}: {item.text}")
         elif self.prev in ("", "break", "end"):
             self.pending_color = len(self.colors)
             self.colors.append(item.text)
 
     def _on_verb(self, item: _Item) -> None:
+        self.last_verb = item.text
         if self.prev == "conj" and self.kinds[0] == "verb" and self.action is not None:
             self.action["verbs"].append(item.text)
             self._render_action()
             return
-        if self.prev in ("np", "incolor") and not (self.reduced and self.group_is_object):
+        if item.tense == "ed" and self.prev in ("np", "incolor") and self.kinds[0] != "aux" and not self.subject:
+            self.head = self.head or self.group  # "glasses filled with wine sit ...": the glasses sit
+        elif self.head and self.prev in ("np", "incolor", "break"):
+            self._set_subject(self.head)
+            self.head = None
+        elif self.prev in ("np", "incolor"):
             self._set_subject(self.rel_subject or self.group)
-        if item.tense == "ed" and self.prev in ("np", "incolor"):
-            self.reduced = True  # "glasses filled with wine ...": the next finite verb is the glasses'
         if not self.subject or not self._is_action(item):
             self.action = None
             return
@@ -653,7 +688,10 @@ class _Reader:
             self.actions[a["index"]] = text
 
     def _on_pron(self, item: _Item) -> None:
+        if item.text == "each":
+            self.each = True
         if item.text in _RELATIVE:
+            self.rel_subject = self.head = None
             if self.recent:
                 self.group = self.recent
                 self.kinds = [self.kinds[0], "np"]
@@ -672,16 +710,20 @@ class _Reader:
     def _on_prep(self, item: _Item) -> None:
         self.relation = None
         self.last_prep = item.text
+        if item.text == "with" and self.prev == "np" and not self.group_is_object and not self.subject:
+            self.head = self.head or self.group  # "tables with vases are set up": the tables are
 
     def _on_break(self, item: _Item) -> None:
         self.relation = None
         self.group = []
-        self.last_spatial = self.pending_color = None
+        self.last_spatial = self.pending_color = self.rel_subject = None
+        self.each = False
 
     def _on_end(self, item: _Item) -> None:
         self.relation = None
         self.last_spatial = self.pending_color = None
-        self.rel_subject, self.reduced = None, False
+        self.rel_subject = self.head = None
+        self.each = False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
         self.recent = []
 
