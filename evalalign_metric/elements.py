@@ -54,8 +54,16 @@ def parser_applies(protocol: Protocol) -> bool:
     return bool(keys) and not per_element and keys <= set(ASPECTS)
 
 
-def _parsed(protocol: Protocol, prompt: str) -> dict[str, str] | None:
-    """The parser's elements for the protocol's element aspects, or None when it found none of them."""
+def parse_protocol_elements(protocol: Protocol, prompt: str) -> dict[str, str] | None:
+    """The parser's elements for the protocol's element aspects, or None when it found none of them.
+
+    Example:
+        >>> from evalalign_metric.protocol import load_protocol
+        >>> parse_protocol_elements(load_protocol("evalalign"), "a red cube")["Color"]
+        'cube: red;'
+        >>> parse_protocol_elements(load_protocol("evalalign"), "4k, masterpiece") is None
+        True
+    """
     from evalalign_metric.extraction.parser import parse_elements
 
     keys = {a.elements_key for a in protocol.aspects if a.needs_elements}
@@ -182,7 +190,7 @@ def resolve_elements(
             resolved.append((found, "official"))
         elif extractor is not None:
             resolved.append((validate_elements(protocol, extractor(prompt), f"extractor({prompt!r})"), "extractor"))
-        elif parse and (parsed := _parsed(protocol, prompt)) is not None:
+        elif parse and (parsed := parse_protocol_elements(protocol, prompt)) is not None:
             resolved.append((parsed, "parser"))
         else:
             resolved.append((None, None))

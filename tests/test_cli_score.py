@@ -62,6 +62,33 @@ def test_score_prints_scores_and_writes_results_and_summary(tmp_path, capsys, ti
     assert summary["counts"]["images_scored"] == 2
     code, out, _ = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--format", "json")
     assert code == 0 and json.loads(out) == summary  # resumed: nothing new, same summary
+    assert "elements: 1 prompt(s) official, 1 without elements (faithfulness only)" in run_cli(
+        capsys, "score", folder, "--model", tiny_judge_path)[1]
+    assert summary["counts"]["elements_from"] == {"prompts-file": 0, "official": 1, "parser": 0, "none": 1}
+
+
+def test_score_a_prompts_file_without_elements_gets_the_parsers_unless_off(tmp_path, capsys, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", ["a", "b"])
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt_id": "a", "prompt": "three red balloons above a house"}\n'
+                       '{"prompt_id": "b", "prompt": "a horse"}\n')
+    code, out, err = run_cli(capsys, "score", folder, "--prompts", prompts, "--model", tiny_judge_path,
+                             "--no-progress")
+    assert code == 0, err
+    assert "elements: 2 prompt(s) from the parser" in out
+    summary = json.loads((folder / "evalalign" / "results.summary.json").read_text())
+    assert summary["counts"]["elements_from"] == {"prompts-file": 0, "official": 0, "parser": 2, "none": 0}
+    # hand-computed: balloons (three, red) above a house -> Object, Count, Color, Spatial; a horse -> Object, Count
+    assert summary["counts"]["asked"]["alignment/Color"] == 1
+    assert summary["counts"]["asked"]["alignment/Spatial"] == 1
+    assert summary["counts"]["asked"]["alignment/Object"] == 2
+    code, out, err = run_cli(capsys, "score", folder, "--prompts", prompts, "--model", tiny_judge_path,
+                             "--no-progress", "--no-parse-elements", "--out", tmp_path / "off.jsonl")
+    assert code == 0, err
+    assert "elements: 2 prompt(s) without elements (faithfulness only)" in out
+    off = json.loads((tmp_path / "off.summary.json").read_text())
+    assert off["counts"]["images_with_alignment_questions"] == 0
+    assert off["counts"]["elements_from"]["none"] == 2
 
 
 def test_skipped_files_exit_2_after_writing_unless_allowed(tmp_path, capsys, tiny_judge_path):

@@ -120,7 +120,89 @@ def test_prompts_file_forms(tmp_path):
     )
     source = load_prompts(manifest, protocol)
     assert sorted(source.by_image) == ["b.png", "sub/a.png"]
-    assert source.by_image["b.png"].elements is None
+    # no elements, not official: the parser's (hand-computed: one cat, nothing else)
+    assert source.by_image["b.png"].elements == {**NONE6, "Object": "cat;", "Count": "cat: a;"}
+    assert source.by_image["b.png"].elements_source == "parser"
+    assert load_prompts(manifest, protocol, parse_elements=False).by_image["b.png"].elements is None
+
+
+NONE6 = dict.fromkeys(["Object", "Count", "Color", "Style", "Spatial", "Action"], "none")
+MY_PROMPTS = [  # (prompt_id, prompt, the parser's elements worked out by hand)
+    ("p1", "two dogs under a table",
+     {**NONE6, "Object": "dogs; table;", "Count": "dogs: two; table: a;", "Spatial": "dogs: under the table;"}),
+    ("p2", "a yellow kite, watercolor", {**NONE6, "Object": "kite;", "Count": "kite: a;", "Color": "kite: yellow;",
+                                         "Style": "watercolor;"}),
+]
+
+
+def write_prompts(path: Path, extra=()) -> Path:
+    entries = [{"prompt_id": pid, "prompt": prompt} for pid, prompt, _ in MY_PROMPTS] + list(extra)
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_prompts_without_elements_get_the_parsers_except_official_faithfulness(tmp_path):
+    faith = faithfulness_prompts()[0]
+    path = write_prompts(tmp_path / "p.json", [{"prompt_id": "f", "prompt": faith["prompt"]},
+                                               {"prompt_id": "x", "prompt": "4k, masterpiece"}])
+    source = load_prompts(path, load_protocol("evalalign"))
+    for pid, _, expected in MY_PROMPTS:
+        assert (source.by_id[pid].elements, source.by_id[pid].elements_source) == (expected, "parser")
+    # an official faithfulness prompt is asked no alignment questions (as in the reference); nothing parsed
+    assert (source.by_id["f"].elements, source.by_id["f"].elements_source) == (None, None)
+    assert (source.by_id["x"].elements, source.by_id["x"].elements_source) == (None, None)
+    off = load_prompts(path, load_protocol("evalalign"), parse_elements=False)
+    assert all(off.by_id[pid].elements is None for pid, _, _ in MY_PROMPTS)
+    # the official sets themselves are never parsed
+    official = load_prompts("official-faithfulness", load_protocol("evalalign"))
+    assert official.by_id[FAITH_ONLY[0]].elements is None
+
+
+def test_imatch_prompts_are_not_parsed(tmp_path):
+    source = load_prompts(write_prompts(tmp_path / "p.json"), load_protocol("imatch"))
+    assert all(source.by_id[pid].elements is None for pid, _, _ in MY_PROMPTS)
+
+
+def test_folder_run_scores_parsed_elements_and_counts_the_sources(tmp_path, tiny_judge_path):
+    protocol = load_protocol("evalalign")
+    folder = make_folder(tmp_path / "imgs", [pid for pid, _, _ in MY_PROMPTS] + ["f"])
+    faith = faithfulness_prompts()[0]["prompt"]
+    prompts = write_prompts(tmp_path / "p.json", [{"prompt_id": "f", "prompt": faith}])
+    run = score_folder(folder, prompts=prompts, model=tiny_judge_path, out=tmp_path / "on.jsonl", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "on.jsonl").read_text().splitlines()[1:]]
+    for pid, prompt, expected in MY_PROMPTS:
+        mine = [r for r in records if r["image"] == f"{pid}.png"]
+        asked = [r["question"] for r in mine if r["aspect"].startswith("alignment/")]
+        # the alignment questions are the ones the parsed elements give, asked word for word
+        assert asked == [text for aspect, text in protocol.questions_for(expected, prompt)
+                         if aspect.key.startswith("alignment/")]
+        assert {r["elements_source"] for r in mine} == {"parser"}
+    assert len([r for r in records if r["image"] == "p1.png" and r["aspect"].startswith("alignment/")]) == 3
+    assert not [r for r in records if r["image"] == "f.png" and r["aspect"].startswith("alignment/")]
+    assert run.data["counts"]["elements_from"] == {"prompts-file": 0, "official": 0, "parser": 2, "none": 1}
+    assert run.data["faithfulness_only_images"] == ["f.png"]
+    off = score_folder(folder, prompts=prompts, model=tiny_judge_path, out=tmp_path / "off.jsonl",
+                       progress=False, parse_elements=False)
+    assert off.data["counts"]["elements_from"] == {"prompts-file": 0, "official": 0, "parser": 0, "none": 3}
+    assert off.data["counts"]["images_with_alignment_questions"] == 0
+    assert sorted(off.data["faithfulness_only_images"]) == ["f.png", "p1.png", "p2.png"]
+
+
+def test_resuming_a_run_scored_without_the_parser_says_how(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", [MY_PROMPTS[0][0]])
+    prompts = write_prompts(tmp_path / "p.json")
+    score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, parse_elements=False)
+    with pytest.raises(InputError, match=r"image 'p1.png' was asked other questions .* now come from the parser: "
+                                         r"pass --no-parse-elements"):
+        score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False)
+    again = score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, parse_elements=False)
+    assert again.data["counts"]["elements_from"]["none"] == 1
+
+
+def test_official_folder_counts_official_elements(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", [ALIGN_ONLY[0], ALIGN_ONLY[1], FAITH_ONLY[0]])
+    run = score_folder(folder, model=tiny_judge_path, progress=False)
+    assert run.data["counts"]["elements_from"] == {"prompts-file": 0, "official": 2, "parser": 0, "none": 1}
 
 
 def test_scan_lists_every_file_once(tmp_path):

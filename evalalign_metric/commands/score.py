@@ -6,6 +6,11 @@ the same command continues where a previous run stopped (after a crash, Ctrl-C o
 nothing already written. Files that could not be scored make the command exit with status 2 after writing
 its outputs, unless ``--allow-skipped`` is given.
 
+Elements: official prompts bring their official elements, prompts-file entries their own; an entry with
+neither gets the offline parser's (``--no-parse-elements``: faithfulness questions only), except prompts of
+the official faithfulness set, which the reference asks no alignment questions. The summary's
+``counts.elements_from`` (and a line of the output) says how many prompts' elements came from each source.
+
 Several GPUs or machines: launch the same command with torchrun (or ``accelerate launch --multi_gpu``,
 which runs torchrun); each process scores every N-th image on its own GPU (cuda:LOCAL_RANK) and rank 0
 merges the parts into one results file, identical to a one-process run:
@@ -23,8 +28,10 @@ Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(); register(parser.add_subparsers())
     >>> args = parser.parse_args(["score", "images/", "--prompts", "prompts.jsonl", "--batch-size", "4"])
-    >>> args.prompts, args.batch_size, args.protocol, args.out
-    ('prompts.jsonl', 4, 'evalalign', None)
+    >>> args.prompts, args.batch_size, args.protocol, args.out, args.parse_elements
+    ('prompts.jsonl', 4, 'evalalign', None, True)
+    >>> parser.parse_args(["score", "images/", "--no-parse-elements"]).parse_elements
+    False
 """
 
 from __future__ import annotations
@@ -82,6 +89,15 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-answer score used in the aggregates (default: the protocol's, argmax)",
     )
     parser.add_argument(
+        "--no-parse-elements",
+        dest="parse_elements",
+        action="store_false",
+        help=(
+            "prompts-file entries without elements (and not official) are scored on faithfulness only; by "
+            "default the offline parser extracts their elements (never for the official faithfulness set)"
+        ),
+    )
+    parser.add_argument(
         "--allow-skipped",
         action="store_true",
         help="exit 0 even if some files were not scored (they are still listed in the summary)",
@@ -100,6 +116,7 @@ def score_kwargs(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "scoring": args.scoring,
         "progress": args.progress,
+        "parse_elements": args.parse_elements,
     }
 
 
@@ -160,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from evalalign_metric.protocol import load_protocol
     from evalalign_metric.report.text import format_scores
     from evalalign_metric.runs import DistContext, score_folder
+    from evalalign_metric.runs.summary import elements_line
 
     quiet_transformers()
     ctx = DistContext.from_env()
@@ -174,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{counts['images_scored']} image(s) scored ({summary.data['scoring']}); results: "
                 f"{summary.results_path}; summary: {summary.summary_path}"
             )
+            line = elements_line(counts.get("elements_from", {}))
+            if line:
+                print(line)
             print(format_scores(summary.scores, load_protocol(args.protocol)))
     check_skipped([summary], args.allow_skipped, "score")
     return 0

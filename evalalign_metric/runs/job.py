@@ -178,8 +178,12 @@ def score_item(judge, protocol: Protocol, item: ImageItem) -> list[dict[str, Any
         return [{"kind": "no_questions", **base}]
     elements = dict(item.entry.elements) if item.entry.elements is not None else None
     try:
+        # The entry's elements were resolved when the prompts were read (load_prompts: prompts file,
+        # official set, parser); nothing is looked up again here, so an official faithfulness prompt stays
+        # without alignment questions, as in the reference.
         [result] = score_images(
-            judge, protocol, [image], [item.entry.prompt], [elements], use_official_elements=False
+            judge, protocol, [image], [item.entry.prompt], [elements], use_official_elements=False,
+            parse_elements=False,
         )
     except InputError as exc:  # e.g. smaller than the judge's patch size: this image only
         return [{"kind": "corrupt", **base, "error": str(exc).replace("images[0]", "the image")}]
@@ -226,9 +230,11 @@ def _check_done(done: dict[str, ImageRecord], scan: FolderScan, protocol: Protoc
             asked = [r["question"] for r in record.records]
             expected = [text for _, text in protocol.questions_for(item.entry.elements, item.entry.prompt)]
             if asked != expected:
+                why = {"parser": " (they now come from the parser: pass --no-parse-elements / "
+                                 "parse_elements=False to resume a run scored without it)"}
                 raise InputError(
                     f"image {item.key!r} was asked other questions than its prompt's elements now "
-                    f"give (the elements changed); {hint}"
+                    f"give (the elements changed){why.get(item.entry.elements_source, '')}; {hint}"
                 )
 
 
@@ -304,6 +310,7 @@ def score_folder(
     scoring: str | None = None,
     progress: bool | None = None,
     dist: DistContext | None = None,
+    parse_elements: bool = True,
 ) -> RunSummary:
     """Score every image of ``images_dir`` against its prompt; resumable, shardable across processes.
 
@@ -319,6 +326,9 @@ def score_folder(
         scoring: ``"argmax"`` or ``"expectation"`` for the summary (both are written per answer).
         progress: show a progress bar (default: when stderr is a terminal).
         dist: the process's rank; default read from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``.
+        parse_elements: prompts of a prompts file or manifest without elements (and not official) get the
+            parser's elements (:mod:`evalalign_metric.extraction.parser`); ``False`` scores them on
+            faithfulness only. The summary's ``counts.elements_from`` counts the prompts per source.
 
     Returns:
         a :class:`~evalalign_metric.runs.summary.RunSummary` (on every rank).
@@ -329,7 +339,7 @@ def score_folder(
         raise InputError(f"scoring={scoring!r}; expected one of {', '.join(SCORING_MODES)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    source = load_prompts(prompts, protocol)
+    source = load_prompts(prompts, protocol, parse_elements=parse_elements)
     paths = RunPaths(_resolve_out(images_dir, out))
     scan = scan_folder(images_dir, source, exclude=[paths.out, paths.summary, *paths.existing_parts()])
     _check_writable(paths)

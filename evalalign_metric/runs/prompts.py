@@ -14,7 +14,11 @@
   matched by path, several images may share a prompt.
 
 Entries without elements get the official ones when their prompt is an official alignment prompt; otherwise
-they are scored on faithfulness only (and listed as such in the summary).
+the deterministic parser's (:mod:`evalalign_metric.extraction.parser`, source ``parser``), unless
+``parse_elements=False`` (``evalalign score --no-parse-elements``) or the protocol's element aspects are not
+EvalAlign's six. Prompts of the official faithfulness set are never parsed: the reference asks them no
+alignment questions. Entries left without elements are scored on faithfulness only (and listed as such in
+the summary, whose ``counts.elements_from`` says how many prompts' elements came from each source).
 
 Example:
     >>> from evalalign_metric.protocol import load_protocol
@@ -22,6 +26,14 @@ Example:
     >>> table = source.id_table({"45", "1852"})
     >>> table["45"].elements_source, table["1852"].elements
     ('official', None)
+    >>> import json, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "prompts.json"
+    >>> _ = path.write_text(json.dumps([{"prompt_id": "1", "prompt": "two cats on a sofa"}]))
+    >>> entry = load_prompts(path, load_protocol("evalalign")).by_id["1"]
+    >>> entry.elements_source, entry.elements["Count"]
+    ('parser', 'cats: two; sofa: a;')
+    >>> load_prompts(path, load_protocol("evalalign"), parse_elements=False).by_id["1"].elements is None
+    True
 """
 
 from __future__ import annotations
@@ -33,12 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from evalalign_metric.elements import validate_elements
+from functools import lru_cache
+
+from evalalign_metric.elements import parse_protocol_elements, parser_applies, validate_elements
 from evalalign_metric.errors import EvalAlignError, InputError
 from evalalign_metric.official import alignment_prompts, faithfulness_prompts, official_elements
 from evalalign_metric.protocol import Protocol
 
 OFFICIAL_SOURCES = ("official", "official-alignment", "official-faithfulness")
+# Where a folder run's prompt elements come from; "none": faithfulness questions only.
+ELEMENT_SOURCES = ("prompts-file", "official", "parser", "none")
 _KNOWN_KEYS = {"image", "prompt", "prompt_id", "elements", "result_info", "question_info", "source"}
 
 
@@ -49,7 +65,7 @@ class PromptEntry:
     prompt: str
     prompt_id: str | None = None
     elements: Mapping[str, str] | None = None
-    elements_source: str | None = None  # "prompts-file", "official" or None
+    elements_source: str | None = None  # "prompts-file", "official", "parser" or None (see ELEMENT_SOURCES)
 
 
 @dataclass
@@ -89,6 +105,11 @@ class PromptSource:
                 "official-faithfulness"
             )
         return table
+
+
+@lru_cache(maxsize=None)
+def _faithfulness_prompt_texts() -> frozenset[str]:
+    return frozenset(e["prompt"] for e in faithfulness_prompts())
 
 
 def takes_official_elements(protocol: Protocol) -> bool:
@@ -164,7 +185,8 @@ def _normalise_image_path(value: Any, where: str) -> str:
     return norm
 
 
-def _entry(raw: Any, where: str, protocol: Protocol, manifest: bool) -> tuple[str | None, PromptEntry]:
+def _entry(raw: Any, where: str, protocol: Protocol, manifest: bool, parse: bool
+           ) -> tuple[str | None, PromptEntry]:
     if not isinstance(raw, Mapping):
         raise InputError(
             f'{where} must be a JSON object like {{"prompt_id": ..., "prompt": ...}}; '
@@ -195,12 +217,20 @@ def _entry(raw: Any, where: str, protocol: Protocol, manifest: bool) -> tuple[st
     else:
         found = official_elements(prompt) if takes_official_elements(protocol) else None
         elements, source = (found, "official") if found is not None else (None, None)
+        if elements is None and parse and prompt not in _faithfulness_prompt_texts():
+            parsed = parse_protocol_elements(protocol, prompt)
+            elements, source = (parsed, "parser") if parsed is not None else (None, None)
     image = _normalise_image_path(raw.get("image"), where) if manifest else None
     return image, PromptEntry(prompt, pid, elements, source)
 
 
-def load_prompts(spec: str | os.PathLike, protocol: Protocol, *, flag: str = "--prompts") -> PromptSource:
-    """Read a prompt source: an official set name, a prompts file or a manifest (see the module docs)."""
+def load_prompts(spec: str | os.PathLike, protocol: Protocol, *, flag: str = "--prompts",
+                 parse_elements: bool = True) -> PromptSource:
+    """Read a prompt source: an official set name, a prompts file or a manifest (see the module docs).
+
+    ``parse_elements``: entries of a prompts file or manifest that have no elements and no official ones get
+    the parser's (not for the official sets, nor for prompts of the official faithfulness set).
+    """
     text = os.fspath(spec)
     if text in OFFICIAL_SOURCES:
         return _official(text, protocol)
@@ -222,7 +252,7 @@ def load_prompts(spec: str | os.PathLike, protocol: Protocol, *, flag: str = "--
     for where, raw in raw_entries:
         where = f"{flag} {path.name} {where}"
         try:
-            image, entry = _entry(raw, where, protocol, manifest)
+            image, entry = _entry(raw, where, protocol, manifest, parse_elements and parser_applies(protocol))
         except InputError:
             raise
         except EvalAlignError as exc:

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 from evalalign_metric.fileio import json_safe, write_atomic
 from evalalign_metric.functional import AspectTotals, aggregate, category_key
 from evalalign_metric.protocol import Protocol
+from evalalign_metric.runs.prompts import ELEMENT_SOURCES
 from evalalign_metric.runs.resultsfile import ImageRecord
 from evalalign_metric.runs.scan import FolderScan
 
@@ -69,6 +70,49 @@ def image_totals(images: Iterable[ImageRecord], scoring: str) -> RunTotals:
     return totals
 
 
+def elements_from(scan: FolderScan, protocol: Protocol) -> dict[str, int]:
+    """How many prompts of the folder's images got their elements from each source (``prompts-file``,
+    ``official``, ``parser``; ``none``: faithfulness questions only). A prompt shared by several images of
+    a manifest counts once; protocols without element aspects count nothing.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> from evalalign_metric.protocol import load_protocol
+        >>> from evalalign_metric.runs.prompts import PromptEntry
+        >>> items = [NS(entry=PromptEntry("a cat", "1", {"Object": "cat;"}, "parser")),
+        ...          NS(entry=PromptEntry("a dog", "2", None, None)), NS(entry=PromptEntry("a cat", "3", None, None))]
+        >>> elements_from(NS(items=items), load_protocol("evalalign"))
+        {'prompts-file': 0, 'official': 0, 'parser': 1, 'none': 2}
+    """
+    counts = dict.fromkeys(ELEMENT_SOURCES, 0)
+    if not any(a.needs_elements for a in protocol.aspects):
+        return counts
+    seen = set()
+    for item in scan.items:
+        entry = item.entry
+        key = (entry.prompt_id, entry.prompt)
+        if key not in seen:
+            seen.add(key)
+            counts[entry.elements_source if entry.elements is not None else "none"] += 1
+    return counts
+
+
+def elements_line(counts: Mapping[str, int]) -> str | None:
+    """One line for the command's output: where the prompts' elements came from (``None``: no prompts).
+
+    Example:
+        >>> elements_line({"prompts-file": 0, "official": 2, "parser": 3, "none": 1})
+        'elements: 3 prompt(s) from the parser, 2 official, 1 without elements (faithfulness only)'
+    """
+    what = {"prompts-file": "from the prompts file", "official": "official", "parser": "from the parser",
+            "none": "without elements (faithfulness only)"}
+    order = ("parser", "prompts-file", "official", "none")
+    parts = [f"{counts[k]} {what[k]}" for k in order if counts.get(k)]
+    if not parts:
+        return None
+    return "elements: " + parts[0].replace(" ", " prompt(s) ", 1) + "".join(f", {p}" for p in parts[1:])
+
+
 def build_summary(
     protocol: Protocol,
     header: Mapping[str, Any],
@@ -102,6 +146,7 @@ def build_summary(
             "images_with_alignment_questions": totals.num_alignment_images,
             "asked": {a.key: totals.asked.get(a.key, 0) for a in protocol.aspects},
             "applicable": {a.key: totals.counts.get(a.key, 0) for a in protocol.aspects},
+            "elements_from": elements_from(scan, protocol),
         },
         "mean_outside_mass": totals.outside_mass_sum / asked_total if asked_total else math.nan,
         "skipped": {
