@@ -9,7 +9,9 @@ Per aspect, precision / recall / F1 (micro-averaged over the prompts of a half):
   singular): the Object names, and the subjects of Count, Color, Spatial and Action (an Action written
   ``"cats are sitting"`` has the subject ``cats``); Style by its whole lower-cased text.
 - ``values``: (element, value) pairs: the count as written, the set of colour words, the first relation
-  phrase of the relation lexicon in the detail, the first verb (base form) of the action.
+  phrase of the relation lexicon in the detail (synonyms such as ``atop`` / ``on`` or ``beside`` /
+  ``next to`` as one), the first verb (base form) of the action. An action written without ``subject:``
+  has as subject the words before ``is/are`` or, failing that, before its first verb.
 
 And the share of the 417 official alignment questions the protocol renders byte-identically from the
 extracted elements (``load_protocol("evalalign").render_question(aspect, elements)``), and the time per
@@ -42,15 +44,28 @@ def head(name: str) -> str:
     return LEX.singular(words[-1]) if words else ""
 
 
+# Relation phrases that say the same thing, compared as one (the judge is asked the meaning, not the word).
+SAME_RELATION = {
+    "atop": "on", "on top of": "on", "upon": "on", "beside": "next to", "besides": "next to", "by": "next to",
+    "close to": "near", "inside of": "inside", "within": "inside", "underneath": "under", "beneath": "under",
+    "in the centre of": "in the center of", "in the middle of": "in the center of", "in the centre": "in the center",
+    "in the middle": "in the center", "on the left of": "left of", "to the left of": "left of",
+    "on the left side of": "left of", "to the left side of": "left of", "on the right of": "right of",
+    "to the right of": "right of", "on the right side of": "right of", "to the right side of": "right of",
+    "to the left": "on the left", "to the right": "on the right", "side-by-side": "side by side",
+    "amongst": "among", "opposite to": "opposite", "across from": "opposite",
+}
+
+
 def relation(detail: str) -> str | None:
+    """The first relation phrase of the detail (longest match), synonyms as one (:data:`SAME_RELATION`)."""
     words = detail.lower().split()
-    best = None
     for i in range(len(words)):
         n = max(LEX.match("relations", words, i), LEX.match("absolute_relations", words, i))
         if n:
-            best = " ".join(words[i:i + n])
-            break
-    return best
+            found = " ".join(words[i:i + n])
+            return SAME_RELATION.get(found, found)
+    return None
 
 
 def verb(detail: str) -> str | None:
