@@ -138,6 +138,13 @@ CASES += [
      {"Object": "bowl; soup;", "Count": "bowl: a;", "Style": "creative and highly realistic;"}),
     ("a fox, HD ultrarealistic", {"Object": "fox;", "Count": "fox: a;", "Style": "HD ultrarealistic;"}),
     ("cartoon dog, pixel art", {"Object": "cartoon dog;", "Count": "cartoon dog: a;", "Style": "pixel art;"}),
+    # colour lists with commas before one noun; hyphenated colours; -ish colours; a noun ending in -ly
+    ("a red, white and blue flag", {"Object": "flag;", "Count": "flag: a;", "Color": "flag: red and white and blue;"}),
+    ("a black-and-white photo of a cat",
+     {"Object": "cat;", "Count": "cat: a;", "Color": "cat: black-and-white;", "Style": "photo;"}),
+    ("a butterfly on a reddish leaf",
+     {"Object": "butterfly; leaf;", "Count": "butterfly: a; leaf: a;", "Color": "leaf: reddish;",
+      "Spatial": "butterfly: on the leaf;"}),
 ]
 
 

@@ -123,6 +123,23 @@ def tokenize(prompt: str) -> list[str]:
     return _TOKEN.findall(prompt)
 
 
+def join_color_lists(lex: Lexicon, tokens: Sequence[str]) -> list[str]:
+    """A comma inside a list of colours before one noun is ``and`` (``"a red, white and blue flag"``): after
+    an article, a number or another such comma, between two colour words.
+
+    Example:
+        >>> from evalalign_metric.extraction.lexicon import load_lexicon
+        >>> join_color_lists(load_lexicon(), tokenize("a red, white and blue flag, blue sky"))
+        ['a', 'red', 'and', 'white', 'and', 'blue', 'flag', ',', 'blue', 'sky']
+    """
+    out = list(tokens)
+    for i in range(2, len(out) - 1):
+        if out[i] == "," and lex.has("colors", out[i - 1]) and lex.has("colors", out[i + 1]) and (
+                lex.has("determiners", out[i - 2]) or out[i - 2].lower() in lex.numbers or out[i - 2] == "and"):
+            out[i] = "and"
+    return out
+
+
 def split_segments(tokens: Sequence[str]) -> list[tuple[list[str], str]]:
     """Runs of word tokens between punctuation, each with the break after it (``"break"`` or ``"end"``)."""
     segments: list[tuple[list[str], str]] = []
@@ -152,7 +169,8 @@ def _is_content(lex: Lexicon, word: str) -> bool:
 def _is_adverb(lex: Lexicon, word: str) -> bool:
     low = word.lower()
     return lex.has("adverbs", low) or (low.endswith("ly") and len(low) > 4 and "-" not in low
-                                       and not lex.has("adjectives", low))
+                                       and not lex.has("adjectives", low) and not lex.has("ly_nouns", low)
+                                       and not low.endswith("fly"))  # butterfly, dragonfly
 
 
 def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
@@ -194,10 +212,11 @@ def _color_at(lex: Lexicon, tokens: Sequence[str], i: int) -> int:
 
 
 def _hyphen_color(lex: Lexicon, word: str) -> bool:
-    """``sky-blue``, ``blue-green``, ``gold-colored``: a hyphenated word made of colour words."""
+    """``sky-blue``, ``blue-green``, ``gold-colored``, ``black-and-white``: a hyphenated word made of colour
+    words."""
     parts = word.lower().split("-")
     return len(parts) > 1 and all(lex.has("colors", p) or lex.has("color_modifiers", p)
-                                  or p in ("colored", "coloured") for p in parts) and any(
+                                  or p in ("colored", "coloured", "and") for p in parts) and any(
         lex.has("colors", p) for p in parts)
 
 
@@ -255,7 +274,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
                 nouns.append(tokens[j])
                 j += 1
             else:
-                if not (det or quantity or colors):
+                if not (quantity or colors):  # "a black-and-white (photo)": a colour, not a thing
                     return None, [" ".join(t.lower() for t in tokens[j:after])], after
             break
         if _is_adverb(lex, tokens[j]) and j + 1 < len(tokens) and (
@@ -802,7 +821,7 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResul
     """
     prompt = _check_prompt(prompt)
     lex = lexicon or load_lexicon()
-    segments = split_segments(tokenize(prompt))
+    segments = split_segments(join_color_lists(lex, tokenize(prompt)))
     tag_like = sum(1 for words, kind in segments if words) > 1
     reader = _Reader(lex=lex)
     styles: list[str] = []
