@@ -312,6 +312,9 @@ def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licens
                 or (low.endswith(("ing", "ed")) and len(low) > 3 and low not in lex.words["ing_nouns"]
                     and (nouns or not licensed)):
             break
+        if nouns and low.endswith("ing") and j + 1 < len(tokens) and (
+                lex.has("determiners", tokens[j + 1]) or tokens[j + 1].lower() in lex.numbers):
+            break  # "a robot painting a picture": the -ing word takes an object, it is a verb
         if _nounish(lex, word) or (lex.has("color_nouns", low) and nouns):
             nouns.append(word)
             j += 1
@@ -370,6 +373,9 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         n = lex.match("styles", words, i)
         if n == 1 and i + 1 < len(words) and _animate_word(lex, words[i + 1]):
             n = 0  # "anime girl", "cartoon dog": the style word is part of the thing's name
+        if n == 1 and low.endswith("ing") and rest and i + 1 < len(words) and (
+                lex.has("determiners", words[i + 1]) or words[i + 1].lower() in lex.numbers):
+            n = 0  # "a robot painting a picture": a verb with its object
         if n and (n > 1 or not _in_object_position(lex, rest)):
             while i + n < len(words) and lex.has("style_heads", words[i + n]):
                 n += 1
@@ -501,6 +507,12 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
                                          and _is_content(lex, words[i + 1])) and low not in lex.numbers:
         return _Item("pron", low), i + 1
     tense = _verb_tense(lex, word)
+    if tense is None and low in lex.words["ing_nouns"] and prev == "np" and i + 1 < len(words) and (
+            lex.has("determiners", words[i + 1]) or words[i + 1].lower() in lex.numbers):
+        tense = "ing"  # "a robot painting a picture": with an object, the -ing noun is a verb
+    if tense == "finite" and low in lex.verb_irregular and i + 1 < len(words) \
+            and words[i + 1].lower() in ("of", "from", "by", "out", "with", "into"):
+        tense = "ed"  # "a chair made of wood": a past participle
     if tense is not None and (prev in ("np", "aux", "pron", "conj", "break", "incolor", "") or tense != "ing") \
             and not (object_position and tense == "finite"):
         end = i + 1
@@ -566,6 +578,8 @@ class _Reader:
     pending_color: int | None = None  # index in colors of an unbound colour that "of" may bind
     last_verb: str = ""
     complement: list[NounPhrase] | None = None  # the object whose -ing complement was just read
+    participle: bool = False  # the latest verb was an -ing form without an auxiliary
+    verb_object: bool = False  # the group is the object of a verb ("reading a newspaper")
     last_abs: tuple[int, list[NounPhrase]] | None = None  # (index in spatial, subjects) of "in a line" & co.
     each: bool = False  # after "each": one thing per subject ("two men, each with a hat": two hats)
     last_prep: str = ""
@@ -632,7 +646,10 @@ class _Reader:
             else:
                 self.last_spatial = None
             self.group = [np]
-            self.group_is_object = self.prev in ("verb", "aux") or (self.prev == "prep" and self.last_prep != "of")
+            if not (joined and self.group_is_object):  # "wearing a hat and a scarf": both are worn
+                self.group_is_object = self.prev in ("verb", "aux") or (
+                    self.prev == "prep" and self.last_prep != "of")
+                self.verb_object = self.prev == "verb"
         self.recent = self.group
 
     def _relate(self, np: NounPhrase) -> None:
@@ -659,7 +676,10 @@ class _Reader:
 
     def _on_rel(self, item: _Item) -> None:
         complement = self.prev == "verb" and self.complement is not None and self.complement is self.group
-        subjects = self.group if self.prev == "np" or complement else self.subject
+        subjects = self.group if self.prev == "np" or complement else (self.subject or self.head or [])
+        if self.prev == "np" and self.verb_object and self.subject and self.group is not self.subject \
+                and self.relation is None and self.last_spatial is None:
+            subjects = self.subject  # "a man reading a paper on a bench": where the man reads
         self.relation = (subjects, item.text)
         if self.prev == "abs" and self.last_abs is not None and _names(self.last_abs[1]) == _names(subjects):
             # "standing in a line in front of the fridges": one relation of the zebras
@@ -704,7 +724,10 @@ class _Reader:
             self.action, self.complement = None, self.group
             return
         self.complement = None
-        if item.tense == "ed" and self.prev in ("np", "incolor") and self.kinds[0] != "aux" and not self.subject:
+        participle, self.participle = self.participle, item.tense == "ing" and self.prev != "aux"
+        if item.tense == "finite" and self.prev == "np" and self.group_is_object and participle and self.subject:
+            pass  # "a woman wearing a hat stands ...": the woman stands, not the hat
+        elif item.tense == "ed" and self.prev in ("np", "incolor") and self.kinds[0] != "aux" and not self.subject:
             self.head = self.head or self.group  # "glasses filled with wine sit ...": the glasses sit
         elif self.head and self.prev in ("np", "incolor", "break"):
             self._set_subject(self.head)
@@ -779,7 +802,7 @@ class _Reader:
         self.relation = None
         self.last_spatial = self.pending_color = None
         self.rel_subject = self.head = None
-        self.each = False
+        self.each = self.participle = self.verb_object = False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
         self.recent = []
 
