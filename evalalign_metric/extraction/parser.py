@@ -13,8 +13,9 @@ the official alignment prompts; ``benchmarks/extract_elements_parser.py`` report
   the things of an absolute clause (``", the sun shining down"``), definite things of a trailing participial
   clause (``", reflecting the light"``), bare singulars after a preposition (``"in hand"``) and bare words
   after a copula (``"is dimmer"``).
-- ``Count``: ``name: quantity`` -- the number word (digits become words), ``a`` for a singular, ``some`` for
-  a bare plural, quantifiers as ``a group`` / ``a pair`` / ``several`` / ``many``; after ``each`` one per
+- ``Count``: ``name: quantity`` -- the number word (digits become words), ``a`` for a singular, quantifiers
+  as written (``a group`` / ``a pair`` / ``several`` / ``many`` / ``some``); a bare plural states no number
+  and gets no count (as the official annotators mostly write); after ``each`` one per
   subject (``"two men, each with a hat"``: ``hat: two``).
 - ``Color``: ``name: colour`` for colours bound to their noun (``"light blue"``, ``"black and white"``,
   ``"a girl in red"``, ``"in peach and coral colors"``); a predicate colour to the clause's subject (``"the
@@ -236,9 +237,9 @@ def _quantity_at(lex: Lexicon, tokens: Sequence[str], i: int) -> tuple[str | Non
 
 
 def _default_count(lex: Lexicon, det: str | None, noun: str, plural: bool) -> str | None:
-    """The count of a noun phrase without a number: ``a`` (singular), ``some`` (plural), none for mass nouns."""
+    """The count of a noun phrase without a number: ``a`` (singular); none for a bare plural or a mass noun."""
     if plural:
-        return "some"
+        return None  # a bare plural states no number: the official sets mostly write no count for it
     if lex.has("uncountable", noun) and det not in ("a", "an"):
         return None
     return "a"
