@@ -158,6 +158,11 @@ CASES += [
     ("a couple walking hand in hand, still life, oil on canvas",
      {"Object": "couple;", "Count": "couple: a;", "Style": "still life; oil on canvas;",
       "Spatial": "couple: hand in hand;", "Action": "couple is walking;"}),
+    # "colors" names no thing: the colours go to what has them; a colour word naming a shade modifies the next
+    ("a crochet sweater with peach and coral colors",
+     {"Object": "crochet sweater;", "Count": "crochet sweater: a;",
+      "Color": "crochet sweater: peach and coral colors;"}),
+    ("an emerald green dress", {"Object": "dress;", "Count": "dress: a;", "Color": "dress: emerald green;"}),
     ("a butterfly on a reddish leaf",
      {"Object": "butterfly; leaf;", "Count": "butterfly: a; leaf: a;", "Color": "leaf: reddish;",
       "Spatial": "butterfly: on the leaf;"}),

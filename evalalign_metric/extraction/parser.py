@@ -194,12 +194,14 @@ def _nounish(lex: Lexicon, word: str) -> bool:
 
 
 def _color_at(lex: Lexicon, tokens: Sequence[str], i: int) -> int:
-    """Length of a colour phrase at ``i``: ``[modifier] colour`` joined by ``and`` or ``-`` (0: none)."""
+    """Length of a colour phrase at ``i``: ``[modifier] colour`` (``"emerald green"``: a colour word naming
+    a shade is a modifier too), joined by ``and`` or ``-`` (0: none)."""
     j = i
     end = i
     while j < len(tokens):
         k = j
-        if lex.has("color_modifiers", tokens[k]) and k + 1 < len(tokens) and lex.has("colors", tokens[k + 1]):
+        if (lex.has("color_modifiers", tokens[k]) or lex.has("colors", tokens[k])) and k + 1 < len(tokens) \
+                and lex.has("colors", tokens[k + 1]):
             k += 1
         if not (lex.has("colors", tokens[k]) or _hyphen_color(lex, tokens[k])):
             break
@@ -621,6 +623,12 @@ class _Reader:
 
     def _on_np(self, item: _Item) -> None:
         np = item.np
+        if np.colors and np.name.lower() in _COLOR_WORDS and (self.group or self.recent):
+            # "a sweater with peach and coral colors": the colours are the sweater's, "colors" is no thing
+            owner = self.group or self.recent
+            self.colors.append(f"{_names(owner)}: {' and '.join(np.colors)} {np.name.lower()}")
+            self.relation = None
+            return
         np.kept = self._listed(np)
         if np.kept and self.each and np.count == "a" and len(self.subject) == 1 \
                 and self.subject[0].count not in (None, "a", "one", "some"):
