@@ -135,7 +135,8 @@ CASES += [
     # style phrases as written: coordinated adjectives go with the style name; a tag with a style name is
     # one style as it stands; a style word naming a person or animal stays in its name
     ("a bowl of soup, creative and highly realistic, 8k",
-     {"Object": "bowl; soup;", "Count": "bowl: a;", "Style": "creative and highly realistic;"}),
+     {"Object": "bowl; soup;", "Count": "bowl: a;", "Style": "creative and highly realistic;",
+      "Spatial": "soup: in the bowl;"}),
     ("a fox, HD ultrarealistic", {"Object": "fox;", "Count": "fox: a;", "Style": "HD ultrarealistic;"}),
     ("cartoon dog, pixel art", {"Object": "cartoon dog;", "Count": "cartoon dog: a;", "Style": "pixel art;"}),
     # colour lists with commas before one noun; hyphenated colours; -ish colours; a noun ending in -ly
@@ -163,6 +164,11 @@ CASES += [
      {"Object": "crochet sweater;", "Count": "crochet sweater: a;",
       "Color": "crochet sweater: peach and coral colors;"}),
     ("an emerald green dress", {"Object": "dress;", "Count": "dress: a;", "Color": "dress: emerald green;"}),
+    # "<container> of X": X is in (on, for a plate) the container, which stays the phrase's head
+    ("a glass of iced tea next to a plate",
+     {"Object": "glass; tea; plate;", "Count": "glass: a; plate: a;",
+      "Spatial": "tea: in the glass; glass: next to the plate;"}),
+    ("a plate of cookies", {"Object": "plate; cookies;", "Count": "plate: a;", "Spatial": "cookies: on the plate;"}),
     ("a butterfly on a reddish leaf",
      {"Object": "butterfly; leaf;", "Count": "butterfly: a; leaf: a;", "Color": "leaf: reddish;",
       "Spatial": "butterfly: on the leaf;"}),

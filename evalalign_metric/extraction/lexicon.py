@@ -26,7 +26,8 @@ _PHRASE_LISTS = ("relations", "absolute_relations", "styles", "quality_tags", "q
 _WORD_SETS = ("colors", "color_modifiers", "color_nouns", "determiners", "pronouns", "auxiliaries",
               "conjunctions", "prepositions", "particles", "adverbs", "adjectives", "abstract_nouns",
               "ing_nouns", "singular_s", "uncountable", "style_heads", "keep_nouns", "possessives",
-              "animate_nouns", "setting_nouns", "posture_verbs", "worn_nouns", "ly_nouns")
+              "animate_nouns", "setting_nouns", "posture_verbs", "worn_nouns", "ly_nouns", "containers",
+              "flat_containers")
 _VOWELS = set("aeiou")
 
 

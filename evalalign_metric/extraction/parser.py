@@ -255,6 +255,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
     (``"slices of toast"``).
     """
     quantity, det, j = _quantity_at(lex, tokens, i)
+    n_det = j
     j += i
     if quantity == "one" and j < len(tokens) and tokens[j].lower() == "of":
         return None, [], i
@@ -284,8 +285,9 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
                 _is_adjective(lex, tokens, j + 1) or _color_at(lex, tokens, j + 1)):
             j += 1
             continue
-        if _is_adjective(lex, tokens, j):
-            modified = True
+        if _is_adjective(lex, tokens, j) and not (
+                j == i + n_det and n_det and j + 1 < len(tokens) and tokens[j + 1].lower() == "of"):
+            modified = True  # (but "a glass of": right after the article and before "of", a noun)
             j += 1
             continue
         break
@@ -318,6 +320,11 @@ def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licens
         if nouns and low.endswith("ing") and j + 1 < len(tokens) and (
                 lex.has("determiners", tokens[j + 1]) or tokens[j + 1].lower() in lex.numbers):
             break  # "a robot painting a picture": the -ing word takes an object, it is a verb
+        if not nouns and licensed and lex.has("adjectives", low) and j + 1 < len(tokens) \
+                and tokens[j + 1].lower() == "of":
+            nouns.append(word)  # "a glass of tea": a material word before "of" is the noun
+            j += 1
+            continue
         if _nounish(lex, word) or (lex.has("color_nouns", low) and nouns):
             nouns.append(word)
             j += 1
@@ -647,6 +654,13 @@ class _Reader:
             self.colors[self.pending_color] = f"{np.name}: {self.colors[self.pending_color]}"
         self.pending_color = None
         self.rel_subject = None
+        container = self._container()
+        if container is not None and np.kept:
+            # "a cup of coffee": the coffee is in the cup, and the cup stays the phrase's head
+            on = self.lex.has("flat_containers", container.name.split()[-1].lower())
+            self._add(self.spatial, f"{np.name}: {'on' if on else 'in'} the {container.name}")
+            self.recent = self.group
+            return
         if joined and self.relation is None and not self.group_is_object:
             self.group = self.group + [np]
         else:
@@ -660,6 +674,15 @@ class _Reader:
                     self.prev == "prep" and self.last_prep != "of")
                 self.verb_object = self.prev == "verb"
         self.recent = self.group
+
+    def _container(self) -> NounPhrase | None:
+        """The container of ``"<container> of <np>"`` just read (``"a cup of"``), else ``None``."""
+        if self.prev != "prep" or self.last_prep != "of" or self.kinds[0] != "np" or len(self.group) != 1:
+            return None
+        head = self.group[0]
+        word = head.name.split()[-1].lower()
+        listed = self.lex.has("containers", word) or self.lex.has("containers", self.lex.singular(word))
+        return head if listed and head.kept else None
 
     def _relate(self, np: NounPhrase) -> None:
         subjects, phrase = self.relation
