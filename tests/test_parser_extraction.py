@@ -169,6 +169,21 @@ CASES += [
      {"Object": "glass; tea; plate;", "Count": "glass: a; plate: a;",
       "Spatial": "tea: in the glass; glass: next to the plate;"}),
     ("a plate of cookies", {"Object": "plate; cookies;", "Count": "plate: a;", "Spatial": "cookies: on the plate;"}),
+    # a participle's object does not take over the auxiliary; a verb after a comma-set phrase is the first
+    # subject's; comparatives are no things; an -ing after a relation's object is that object's; possessed
+    # people and animals are there; a pronoun object says no place; an -ing of no known verb is an adjective
+    ("a man wearing a green hat was standing behind a horse",
+     {"Object": "man; hat; horse;", "Count": "man: a; hat: a; horse: a;", "Color": "hat: green;",
+      "Spatial": "man: behind the horse;", "Action": "man is wearing; man is standing;"}),
+    ("a girl, excited to swim, jumps into a lake",
+     {"Object": "girl; lake;", "Count": "girl: a; lake: a;", "Action": "girl jumps;"}),
+    ("a tree is taller than a house", {"Object": "tree; house;", "Count": "tree: a; house: a;"}),
+    ("a lady sits on a bench, opposite a boy reading a book",
+     {"Object": "lady; bench; boy; book;", "Count": "lady: a; bench: a; boy: a; book: a;",
+      "Spatial": "lady: on the bench; lady: opposite the boy;", "Action": "lady sits; boy is reading;"}),
+    ("an old woman and her dog", {"Object": "old woman; dog;", "Count": "old woman: a; dog: a;"}),
+    ("a cook places it on a tray", {"Object": "cook; tray;", "Count": "cook: a; tray: a;", "Action": "cook places;"}),
+    ("a field of stunning flowers", {"Object": "field; flowers;", "Count": "field: a;"}),
     ("a butterfly on a reddish leaf",
      {"Object": "butterfly; leaf;", "Count": "butterfly: a; leaf: a;", "Color": "leaf: reddish;",
       "Spatial": "butterfly: on the leaf;"}),

@@ -180,9 +180,14 @@ def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
     if lex.has("adjectives", low) or low in ("first", "second", "third", "last", "next", "more"):
         return True
+    if nxt is not None and nxt.lower() == "than":
+        return True  # "taller than a horse": a comparative
     before_noun = nxt is not None and _nounish(lex, nxt)
     if low.endswith(_ADJ_SUFFIXES) and len(low) > 5:
         return True
+    if low.endswith(("ic", "ical")) and len(low) > 5 and nxt is not None and nxt[0].isalpha() \
+            and not _is_function_word(lex, nxt.lower()) and not lex.has("ic_nouns", low):
+        return True  # "a romantic stroll", "a magical forest" (not "picnic", "mosaic": nouns)
     if low.endswith(("ing", "ed")) and before_noun and lex.match("ing_compounds", tokens, i) == 0:
         return low not in lex.words["ing_nouns"]
     return False
@@ -517,6 +522,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
                                          and _is_content(lex, words[i + 1])) and low not in lex.numbers:
         return _Item("pron", low), i + 1
     tense = _verb_tense(lex, word)
+    if tense == "ing" and lex.verb_lemma(low) is None and i + 1 < len(words) and _nounish(lex, words[i + 1]) \
+            and prev != "np":
+        tense = None  # "stunning views": an -ing word of no known verb before a noun is an adjective
     if tense is None and low in lex.words["ing_nouns"] and prev == "np" and i + 1 < len(words) and (
             lex.has("determiners", words[i + 1]) or words[i + 1].lower() in lex.numbers):
         tense = "ing"  # "a robot painting a picture": with an object, the -ing noun is a verb
@@ -587,6 +595,7 @@ class _Reader:
     last_spatial: tuple[int, NounPhrase] | None = None  # (index in spatial, object) of the latest relation
     pending_color: int | None = None  # index in colors of an unbound colour that "of" may bind
     last_verb: str = ""
+    sentence_head: list[NounPhrase] | None = None  # the first noun phrase(s) of the sentence
     complement: list[NounPhrase] | None = None  # the object whose -ing complement was just read
     participle: bool = False  # the latest verb was an -ing form without an auxiliary
     verb_object: bool = False  # the group is the object of a verb ("reading a newspaper")
@@ -617,7 +626,8 @@ class _Reader:
     def _listed(self, np: NounPhrase) -> bool:
         """Whether a noun phrase is one of the depicted objects (see :func:`parse_elements`)."""
         lex = self.lex
-        if np.abstract or self.clause == "absolute" or lex.has("possessives", np.det or ""):
+        possessed_thing = lex.has("possessives", np.det or "") and not _animate_word(lex, np.name.split()[-1])
+        if np.abstract or self.clause == "absolute" or possessed_thing:  # "their tails"; "his friend" is there
             return False
         if self.clause == "participial" and np.det == "the":
             return False  # given or background things in a trailing clause ("reflecting the light")
@@ -654,6 +664,8 @@ class _Reader:
             self.colors[self.pending_color] = f"{np.name}: {self.colors[self.pending_color]}"
         self.pending_color = None
         self.rel_subject = None
+        if self.sentence_head is None and np.kept:
+            self.sentence_head = [np]
         container = self._container()
         if container is not None and np.kept:
             # "a cup of coffee": the coffee is in the cup, and the cup stays the phrase's head
@@ -664,8 +676,9 @@ class _Reader:
         if joined and self.relation is None and not self.group_is_object:
             self.group = self.group + [np]
         else:
+            wearer = None
             if self.relation is not None:
-                self._relate(np)
+                wearer = self._relate(np)
             else:
                 self.last_spatial = None
             self.group = [np]
@@ -673,6 +686,8 @@ class _Reader:
                 self.group_is_object = self.prev in ("verb", "aux") or (
                     self.prev == "prep" and self.last_prep != "of")
                 self.verb_object = self.prev == "verb"
+            if wearer:
+                self.group = wearer  # "a woman in a long dress standing": the woman stands
         self.recent = self.group
 
     def _container(self) -> NounPhrase | None:
@@ -684,7 +699,8 @@ class _Reader:
         listed = self.lex.has("containers", word) or self.lex.has("containers", self.lex.singular(word))
         return head if listed and head.kept else None
 
-    def _relate(self, np: NounPhrase) -> None:
+    def _relate(self, np: NounPhrase) -> list[NounPhrase] | None:
+        """Record the pending relation with ``np`` as its object; returns the wearer when ``np`` is worn."""
         subjects, phrase = self.relation
         self.relation = None
         self.rel_subject = subjects
@@ -697,7 +713,7 @@ class _Reader:
             self.last_spatial = (index, np)
             return
         if phrase == "in" and self.lex.has("worn_nouns", np.name.split()[-1].lower()):
-            return  # "a knight in shining armor" wears it; it is not a place
+            return subjects  # "a knight in shining armor" wears it; it is not a place
         if self.group_is_object and self.subject and phrase in ("in", "at", "inside") \
                 and self.lex.has("setting_nouns", np.name.split()[-1].lower()):
             subjects = self.subject  # "friends enjoying pizzas in a restaurant": the friends are there
@@ -709,6 +725,8 @@ class _Reader:
     def _on_rel(self, item: _Item) -> None:
         complement = self.prev == "verb" and self.complement is not None and self.complement is self.group
         subjects = self.group if self.prev == "np" or complement else (self.subject or self.head or [])
+        if self.prev == "pron":
+            subjects = []  # "places it in a basket": where "it" is, the pronoun does not say
         if self.prev == "np" and self.verb_object and self.subject and self.group is not self.subject \
                 and self.relation is None and self.last_spatial is None:
             subjects = self.subject  # "a man reading a paper on a bench": where the man reads
@@ -727,6 +745,11 @@ class _Reader:
             self.last_abs = (self.spatial.index(f"{_names(subjects)}: {item.text}"), subjects)
 
     def _on_aux(self, item: _Item) -> None:
+        if self.prev == "np" and self.group_is_object and self.participle and self.subject:
+            return  # "a man wearing a hat was standing": the man was
+        if self.prev == "break" and not self.subject and (self.recent or self.sentence_head):
+            self._set_subject(self.recent or self.sentence_head)  # "a couple, John and Sarah, were taking"
+            return
         if self.prev == "np":
             # "the butterfly on the flower is colorful": the clause is about the butterfly
             self._set_subject(self.head or self.rel_subject or self.group)
@@ -765,7 +788,10 @@ class _Reader:
             self._set_subject(self.head)
             self.head = None
         elif self.prev in ("np", "incolor"):
-            self._set_subject(self.rel_subject or self.group)
+            # "the cat on the mat sleeps": the cat; "opposite a man holding a case": the man holds
+            self._set_subject(self.group if item.tense == "ing" else self.rel_subject or self.group)
+        elif not self.subject and self.prev == "break" and self.sentence_head:
+            self._set_subject(self.sentence_head)  # "a boy, excited to play, jumps away": the boy jumps
         if not self.subject or not self._is_action(item):
             self.action = None
             return
@@ -821,7 +847,8 @@ class _Reader:
     def _on_prep(self, item: _Item) -> None:
         self.relation = None
         self.last_prep = item.text
-        if item.text == "with" and self.prev == "np" and not self.group_is_object and not self.subject:
+        if item.text == "with" and self.prev == "np" and not self.group_is_object and self.rel_subject is None \
+                and (not self.subject or self.kinds[0] == "conj"):
             self.head = self.head or self.group  # "tables with vases are set up": the tables are
 
     def _on_break(self, item: _Item) -> None:
@@ -833,7 +860,7 @@ class _Reader:
     def _on_end(self, item: _Item) -> None:
         self.relation = None
         self.last_spatial = self.pending_color = None
-        self.rel_subject = self.head = None
+        self.rel_subject = self.head = self.sentence_head = None
         self.each = self.participle = self.verb_object = False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
         self.recent = []
