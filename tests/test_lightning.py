@@ -58,7 +58,9 @@ def test_fit_logs_every_aspect_each_epoch_and_resets(judge_dir, tmp_path):
                 val_dataloaders=example.validation_loader(num_prompts=6, batch_size=4))
     expected = _expected(module, judge_dir, 6)  # the weights of the last validation: training ended before it
     _assert_logged(trainer.callback_metrics, expected)
-    assert len(expected) == 18 and sum(not math.isnan(v) for v in expected.values()) >= 12
+    # 18 scores and diagnostics, and the 5 counts of where the prompts' elements came from
+    assert len(expected) == 23 and sum(k.startswith("evalalign/elements_from/") for k in expected) == 5
+    assert sum(not math.isnan(v) for v in expected.values()) >= 17
 
     import csv
 
