@@ -328,9 +328,10 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
                          plcc=float(stats.pearsonr([v[0] for v in chosen], [v[1] for v in chosen])[0]),
                          accuracy=float(np.mean([v[2] for v in chosen])))
             if entry["levels"] == 2:
-                top = max(v[1] for v in chosen)  # ROC-AUC = Mann-Whitney U / (n1 n0)
-                high, low = [v[0] for v in chosen if v[1] == top], [v[0] for v in chosen if v[1] != top]
-                entry["auc"] = float(stats.mannwhitneyu(high, low).statistic / (len(high) * len(low)))
+                from scene_checks import roc_auc
+
+                top = max(v[1] for v in chosen)
+                entry["auc"] = roc_auc([v[0] for v in chosen if v[1] == top], [v[0] for v in chosen if v[1] != top])
             unseen = [v for v in chosen if v[3]]
             entry["n_unseen"] = len(unseen)
             if srcc(unseen) is not None:
