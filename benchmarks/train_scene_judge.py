@@ -213,6 +213,27 @@ def parse_bind(text: str) -> Bind:
     return Bind(frozenset(aspects), weights, int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
 
 
+def parse_imatch_stage(text: str, defaults: dict[str, float], imatch_weight: float) -> tuple[int, dict[str, float]]:
+    """An ``--imatch-stage`` value: ``STEPS[:NAME=WEIGHT,...]``. The weights update the last stage's
+    (``--aspect-weights``, and ``--imatch-weight`` for iMatch's questions); ``imatch=W`` sets both of
+    iMatch's question kinds (the overall match and the element yes/no questions).
+
+    Example:
+        >>> parse_imatch_stage("1500:Count=4,imatch=3", {"Color": 3.0, "Count": 2.0}, 2.0)
+        (1500, {'Color': 3.0, 'Count': 4.0, 'imatch/overall': 3.0, 'element/match': 3.0})
+    """
+    steps, _, spec = text.partition(":")
+    if not (steps.isdigit() and int(steps) > 0):
+        raise SystemExit(f"--imatch-stage {text!r}: expected STEPS[:NAME=WEIGHT,...] with a positive whole number "
+                         "of steps, e.g. 1500:Count=4,imatch=3")
+    try:
+        given = {"imatch": imatch_weight, **parse_weights(spec)}
+    except SystemExit as error:  # parse_weights names --aspect-weights; say which flag it was
+        raise SystemExit(str(error).replace("--aspect-weights", "--imatch-stage")) from None
+    imatch = given.pop("imatch")
+    return int(steps), {**defaults, **given, "imatch/overall": imatch, "element/match": imatch}
+
+
 def bind_protocol(describe: dict, aspects) -> dict:
     """The direct-question protocol with some of EvalAlign's aspects added (their entries as the shipped
     protocol file writes them): a stage that asks both."""
@@ -511,7 +532,8 @@ def recipe_flags(argv) -> list[str]:
 
 def built_spec(judge_dir: Path) -> dict:
     """The sizes a judge was built with: its training summary names the spec it was built from, or the base
-    it was trained from (followed back to the built one)."""
+    it was trained from (followed back to the built one); for an installed judge, the sizes its
+    ``config.json`` holds."""
     folder = Path(judge_dir)
     for _ in range(10):
         sidecar = json.loads((folder / "evalalign_judge.json").read_text())
@@ -524,7 +546,16 @@ def built_spec(judge_dir: Path) -> dict:
         if model.get("build"):
             return model["build"]
         folder = Path(model["base"])
-    raise SystemExit(f"{judge_dir}: cannot tell what sizes it was built with (no built_from sidecar or summary)")
+    config = folder / "config.json"
+    if config.is_file():  # an installed judge keeps no build record: what the install README names, from its config
+        config = json.loads(config.read_text())
+        vision = config["vision_config"]
+        return {"vision": "swin" if vision["model_type"] == "swin" else "clip",
+                "text_layers": config["text_config"]["num_hidden_layers"],
+                "text_hidden": config["text_config"]["hidden_size"],
+                "projector": "linear" if config.get("projector_hidden_act") == "linear" else "mlp"}
+    raise SystemExit(f"{judge_dir}: cannot tell what sizes it was built with (no built_from sidecar, training "
+                     "summary or config.json)")
 
 
 def judge_checks(folder, *, max_count: int) -> dict:
@@ -618,6 +649,10 @@ def main(argv=None) -> int:
                              "answers EvalAlign's protocol only)")
     parser.add_argument("--imatch-weight", type=float, default=2.0,
                         help="the iMatch stage: how often its questions are drawn against EvalAlign's")
+    parser.add_argument("--imatch-stage", action="append", default=[], metavar="STEPS[:NAME=W,...]",
+                        help="a further iMatch stage after --imatch-steps' (or the first one), with its own "
+                             "weights over the last stage's (aspect names; 'imatch' for iMatch's questions), e.g. "
+                             "1500:Count=4,imatch=3; repeat for several stages in turn")
     parser.add_argument("--varied", action="store_true",
                         help="draw every training scene with scenes.VARIED: light, mid-grey and coloured "
                              "backgrounds, shapes at 0.5-1.5x size, outlines, up to five shapes, counts 1-4")
@@ -727,10 +762,13 @@ def main(argv=None) -> int:
     weights = parse_weights(args.aspect_weights)
     stages.append(("judge", "evalalign", "annotations.jsonl", args.steps, args.batch_size, args.lr * 0.6,
                    args.questions_per_image, weights))
-    if args.imatch_steps:
-        stages.append(("imatch", write_imatch_stage(work), "both.jsonl", args.imatch_steps, args.batch_size,
-                       args.lr * 0.6, args.questions_per_image,
-                       {**weights, "imatch/overall": args.imatch_weight, "element/match": args.imatch_weight}))
+    imatch_stages = ([f"{args.imatch_steps}"] if args.imatch_steps else []) + args.imatch_stage
+    if imatch_stages:
+        both = write_imatch_stage(work)
+    for number, text in enumerate(imatch_stages):
+        steps, stage_weights = parse_imatch_stage(text, weights, args.imatch_weight)
+        stages.append((f"imatch{number + 1}" if number else "imatch", both, "both.jsonl", steps, args.batch_size,
+                       args.lr * 0.6, args.questions_per_image, stage_weights))
     configs = [(name, {
         "protocol": protocol,
         "data": {"train": [{"format": "jsonl", "path": os.fspath(work / "train" / data)}],
@@ -745,10 +783,11 @@ def main(argv=None) -> int:
     }) for name, protocol, data, steps, batch, lr, per_image, stage_weights in stages]
     if args.base:
         spec = built_spec(Path(args.base))
-    phrases = scenes.spatial_phrases() + (scenes.imatch_spatial_phrases() if args.imatch_steps else [])
-    first = ({"base": args.base} if args.base else
+    phrases = scenes.spatial_phrases() + (scenes.imatch_spatial_phrases() if imatch_stages else [])
+    # a base judge gains the phrase tokens its tokenizer lacks (build.add_phrase_tokens)
+    first = ({"base": args.base, "phrase_tokens": phrases if args.phrase_tokens else []} if args.base else
              {"build": spec, "vocabulary": vocabulary,
-              "protocols": ["evalalign", "imatch"] if args.imatch_steps else ["evalalign"],
+              "protocols": ["evalalign", "imatch"] if imatch_stages else ["evalalign"],
               "phrase_tokens": phrases if args.phrase_tokens else []})
     results, judge_dir = run_stages(work, configs, first_model=first)
     train_seconds = sum(r.seconds for r in results)

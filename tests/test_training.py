@@ -550,8 +550,10 @@ def test_cli_train_prints_a_summary(data_dir, base_judge, tmp_path, capsys):
     ({"training": {"freeze": [""]}}, r"config.training.freeze\[0\] must be a non-empty string"),
     ({"model": {"build": {}, "phrase_tokens": "a red square"}}, "config.model.phrase_tokens must be a list of texts"),
     ({"model": {"build": {}, "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
-    ({"model": {"base": "b", "phrase_tokens": ["a red square"]}},
-     r"config.model.phrase_tokens applies to a judge built from scratch \(config.model.build\)"),
+    ({"model": {"base": "b", "vocabulary": ["a red square"]}},
+     r"config.model.vocabulary applies to a judge built from scratch \(config.model.build\).*only "
+     r"config.model.phrase_tokens can be added"),
+    ({"model": {"base": "b", "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
 ])
 def test_config_errors_name_the_key(change, message):
     raw = {"output_dir": "o", "model": {"base": "b"}, "data": {"train": [{"format": "jsonl", "path": "t"}]}}
@@ -577,6 +579,56 @@ def test_phrase_tokens_are_single_tokens_of_a_judge_built_by_the_trainer(data_di
     assert "a blue square" not in pieces and len(tok.tokenize("a blue square")) > 1  # an unlisted one is not
     plain = AutoTokenizer.from_pretrained(tmp_path / "out" / "base")
     assert plain.tokenize(question) == pieces  # the built base and the trained judge share the tokenizer
+
+
+def test_phrase_tokens_added_to_a_base_judge_start_as_the_mean_of_their_pieces(tmp_path):
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.training.build import add_phrase_tokens
+
+    judge = load_judge(_tiny_built_judge(tmp_path), cache=False)
+    tok, model = judge.processor.tokenizer, judge.model.eval()
+    phrase = "red square on the left"
+    pieces = tok(phrase, add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1
+    other = tok("a blue circle", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = model(input_ids=other).logits
+    old_in = model.get_input_embeddings().weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    assert add_phrase_tokens(model, tok, [phrase, phrase]) == [phrase]
+    assert add_phrase_tokens(model, tok, [phrase]) == []  # already held: nothing added twice
+    new_id = tok.convert_tokens_to_ids(phrase)
+    assert tok.tokenize("a " + phrase)[-1] == phrase
+    new_in, new_out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert new_in.shape[0] == new_out.shape[0] == len(tok) == old_in.shape[0] + 1
+    torch.testing.assert_close(new_in[new_id], old_in[pieces].mean(dim=0))
+    torch.testing.assert_close(new_out[new_id], old_out[pieces].mean(dim=0))
+    torch.testing.assert_close(new_in[: old_in.shape[0]], old_in)  # every other token keeps its row
+    with torch.no_grad():  # a text without the phrase reads as before (one more logit: the new token)
+        torch.testing.assert_close(model(input_ids=other).logits[..., : before.shape[-1]], before)
+
+
+def test_trainer_adds_phrase_tokens_to_a_base_judge(data_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from evalalign_metric.training import train
+
+    base = _tiny_built_judge(tmp_path)
+    cfg = _config(data_dir, tmp_path / "out", base, max_steps=1)
+    cfg["model"] = {"base": str(base), "phrase_tokens": ["a red square"]}
+    result = train(cfg, progress=False)
+    tok = AutoTokenizer.from_pretrained(result.output_dir)
+    assert tok.tokenize("Does the image show a red square?").count("a red square") == 1
+    assert "a red square" not in AutoTokenizer.from_pretrained(base).get_vocab()  # the base is left as it was
+
+
+def _tiny_built_judge(tmp_path):
+    from evalalign_metric.training.build import BuildSpec, build_judge
+
+    spec = BuildSpec(image_size=16, vision="clip", patch_size=8, vision_hidden=16, vision_layers=1, vision_heads=2,
+                     text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300)
+    return build_judge(spec, tmp_path / "built", corpus=["<image>\nDoes the image show a red square on the left? "
+                                                        "Answer yes or no.", "a blue circle"])
 
 
 def test_spatial_phrases_are_the_elements_scene_prompts_write():

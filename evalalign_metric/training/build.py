@@ -163,6 +163,46 @@ def train_tokenizer(corpus: Sequence[str], *, vocab_size: int, pieces: Sequence[
     return fast
 
 
+def add_phrase_tokens(model, tokenizer, phrases: Iterable[str]) -> list[str]:
+    """Make each phrase the tokenizer does not yet hold one added token of an existing judge (``model.base``
+    with ``model.phrase_tokens``), growing the model's input and output embeddings to match. A new token
+    starts as the mean of the embeddings of the pieces the phrase tokenised into, so the judge first reads it
+    roughly as it read the phrase; every other token keeps its row. Returns the phrases added.
+
+    Example:
+        >>> import tempfile
+        >>> from evalalign_metric.judge import load_judge
+        >>> spec = BuildSpec(image_size=32, vision="swin", vision_hidden=16, vision_layers=2, text_hidden=32,
+        ...                  vocab_size=300)
+        >>> judge = load_judge(build_judge(spec, tempfile.mkdtemp(), corpus=["a red circle left of a square"]),
+        ...                    cache=False)
+        >>> tok = judge.processor.tokenizer
+        >>> add_phrase_tokens(judge.model, tok, ["circle left of", "circle left of"])
+        ['circle left of']
+        >>> "circle left of" in tok.tokenize("a circle left of a square")
+        True
+        >>> judge.model.get_input_embeddings().num_embeddings == len(tok)
+        True
+    """
+    from tokenizers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    new = [p for p in dict.fromkeys(phrases) if p not in vocab]
+    if not new:
+        return []
+    pieces = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in new]
+    tokenizer.add_tokens([AddedToken(p, normalized=False, lstrip=False, rstrip=False) for p in new])
+    old_size = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for table in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if table is None:
+                continue
+            for row, ids in enumerate(pieces, start=old_size):
+                table.weight[row] = table.weight[ids].mean(dim=0)
+    return new
+
+
 def _configs(spec: BuildSpec, vocab: int, tok):
     from transformers import CLIPVisionConfig, LlamaConfig, SwinConfig
 

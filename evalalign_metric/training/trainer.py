@@ -254,6 +254,12 @@ class Trainer:
         self.base_path = self._base_model_path()
         loaded = load_judge(self.base_path, device="cpu", dtype=torch.float32, cache=False)
         model = loaded.model
+        if self.config.model.base is not None and self.config.model.phrase_tokens:
+            from evalalign_metric.training.build import add_phrase_tokens
+
+            added = add_phrase_tokens(model, loaded.processor.tokenizer, self.config.model.phrase_tokens)
+            if added:
+                self.log(f"added {len(added)} phrase tokens to the base judge's tokenizer")
         training = self.config.training
         if training.method != "lora":
             for p in model.parameters():
