@@ -13,6 +13,10 @@ Per aspect, precision / recall / F1 (micro-averaged over the prompts of a half):
   ``next to`` as one), the first verb (base form) of the action. An action written without ``subject:``
   has as subject the words before ``is/are`` or, failing that, before its first verb.
 
+Beside them, how much of the official annotation the prompt states at all (:func:`grounded`): the share of
+official elements whose head noun the prompt contains and of official values it states, a bound on the
+recall of any extractor that reads the prompt.
+
 And the share of the 417 official alignment questions the protocol renders byte-identically from the
 extracted elements (``load_protocol("evalalign").render_question(aspect, elements)``), and the time per
 prompt (500 and 5,000 words, to show the linear growth).
@@ -122,6 +126,44 @@ def pairs(aspect: str, text: str) -> tuple[set, set]:
     return keys, values
 
 
+def relations_in(text: str) -> set[str]:
+    """Every relation phrase of the text (longest match at each word), synonyms as one."""
+    words = text.lower().split()
+    found = set()
+    for i in range(len(words)):
+        n = max(LEX.match("relations", words, i), LEX.match("absolute_relations", words, i))
+        if n:
+            phrase = " ".join(words[i:i + n])
+            found.add(SAME_RELATION.get(phrase, phrase))
+    return found
+
+
+def grounded(entries) -> dict[str, tuple[float, float | None]]:
+    """Per aspect, the share of the official elements whose head noun (Style: whose text) the prompt contains,
+    and the share of their values the prompt states (the colour words, a relation phrase, the verb; Count:
+    the count word, or ``a`` for a bare noun). What the prompt does not say no extractor reading it can find:
+    these shares bound the recall of any extractor, this parser or another."""
+    out = {}
+    for aspect in ASPECTS:
+        n = hit = n_values = hit_values = 0
+        for entry in entries:
+            words = re.findall(r"[a-z0-9'\-]+", entry["prompt"].lower())
+            heads, text = {LEX.singular(w) for w in words} | set(words), " ".join(words)
+            keys, values = pairs(aspect, entry["result_info"][aspect])
+            n += len(keys)
+            hit += sum((k in text) if aspect == "Style" else (k in heads) for k in keys)
+            if aspect in ("Object", "Style"):
+                continue
+            stated = {"Count": lambda v: set(v.split()) <= set(words) or v == "a",
+                      "Color": lambda v: bool(v) and v <= set(words),
+                      "Spatial": lambda v: v in relations_in(entry["prompt"]),
+                      "Action": lambda v: v in {verb(w) for w in words}}[aspect]
+            n_values += len(values)
+            hit_values += sum(k in heads and v is not None and stated(v) for k, v in values)
+        out[aspect] = (hit / n if n else float("nan"), hit_values / n_values if n_values else None)
+    return out
+
+
 def prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
     p = tp / n_pred if n_pred else float("nan")
     r = tp / n_gold if n_gold else float("nan")
@@ -171,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     entries = alignment_prompts()
     halves = {"even (development)": entries[0::2], "odd (held out)": entries[1::2]}
-    results = {name: evaluate(half) for name, half in halves.items()}
+    results = {name: {**evaluate(half), "grounded": grounded(half)} for name, half in halves.items()}
     start = time.perf_counter()
     for e in entries:
         parse_elements(e["prompt"])
@@ -181,13 +223,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print("| half | aspect | elements P / R / F1 | values P / R / F1 |")
-    print("|---|---|---|---|")
+    print("| half | aspect | elements P / R / F1 | values P / R / F1 | official elements / values the prompt states |")
+    print("|---|---|---|---|---|")
     for name in halves:
         for aspect, kinds in results[name]["aspects"].items():
             cells = [" / ".join(f"{x:.2f}" for x in kinds[k]) for k in ("elements", "values")]
             values = cells[1] if aspect not in ("Object", "Style") else "-"
-            print(f"| {name} | {aspect} | {cells[0]} | {values} |")
+            stated = results[name]["grounded"][aspect]
+            stated = f"{stated[0]:.2f}" + (f" / {stated[1]:.2f}" if stated[1] is not None else "")
+            print(f"| {name} | {aspect} | {cells[0]} | {values} | {stated} |")
     for name in halves:
         r = results[name]
         print(f"{name}: {r['questions_identical']} of {r['questions']} official questions byte-identical "

@@ -518,6 +518,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
         return _Item("aux", low), i + 1
     if lex.has("conjunctions", low):
         return _Item("conj", low), i + 1
+    if low == "that" and prev == "np" and i + 1 < len(words) and (
+            lex.has("auxiliaries", words[i + 1].lower()) or _verb_tense(lex, words[i + 1]) is not None):
+        return _Item("pron", low), i + 1  # "two tvs that are playing": a relative pronoun, not a determiner
     if lex.has("pronouns", low) and not (lex.has("determiners", low) and i + 1 < len(words)
                                          and _is_content(lex, words[i + 1])) and low not in lex.numbers:
         return _Item("pron", low), i + 1
@@ -604,8 +607,9 @@ class _Reader:
     last_prep: str = ""
 
     def read(self, item: _Item) -> None:
+        kinds = self.kinds
         getattr(self, f"_on_{item.kind}")(item)
-        if item.kind != "clause":
+        if item.kind != "clause" and self.kinds is kinds:  # a handler may say what the item stands for
             self.kinds = [self.kinds[-1], item.kind]
 
     @property
@@ -828,10 +832,16 @@ class _Reader:
         if item.text == "each":
             self.each = True
         if item.text in _RELATIVE:
+            # "a kite that is flying", "toasters which are popping": the noun before it is the clause's subject
             self.rel_subject = self.head = None
-            if self.recent:
-                self.group = self.recent
-                self.kinds = [self.kinds[0], "np"]
+            self.group_is_object = False
+            antecedent = self.recent
+            if self.prev == "prep" and self.last_prep == "of":  # "one of which": of a plural, the latest one
+                plural = [np for np in self.objects.values() if np.plural]
+                antecedent = plural[-1:] or antecedent
+            if antecedent:
+                self.group = antecedent
+                self.kinds = [self.kinds[-1], "np"]
             return
         if self.relation is not None and item.text in _OBJECT_PRONOUNS:
             subjects, phrase = self.relation
