@@ -184,6 +184,10 @@ CASES += [
     ("an old woman and her dog", {"Object": "old woman; dog;", "Count": "old woman: a; dog: a;"}),
     ("a cook places it on a tray", {"Object": "cook; tray;", "Count": "cook: a; tray: a;", "Action": "cook places;"}),
     ("a field of stunning flowers", {"Object": "field; flowers;", "Count": "field: a;"}),
+    # an object pronoun stands for a listed thing agreeing in number ("them": the ducks, not the girl)
+    ("a girl feeds two ducks and a swan swims behind them",
+     {"Object": "girl; ducks; swan;", "Count": "girl: a; ducks: two; swan: a;", "Spatial": "swan: behind the ducks;",
+      "Action": "girl feeds; swan swims;"}),
     # a relative pronoun makes the noun before it the subject ("one of which": of the latest plural)
     ("a boy holding a kite that is flying over a hill",
      {"Object": "boy; kite; hill;", "Count": "boy: a; kite: a; hill: a;", "Spatial": "kite: over the hill;",

@@ -845,11 +845,22 @@ class _Reader:
             return
         if self.relation is not None and item.text in _OBJECT_PRONOUNS:
             subjects, phrase = self.relation
-            target = self.previous_subject if [p.name for p in self.subject] == [p.name for p in subjects] \
-                else self.subject
             self.relation = None
-            if target and subjects and target is not subjects:
+            target = self._antecedent(item.text, subjects)
+            if target and subjects and all(p.kept for p in subjects):
                 self._add(self.spatial, f"{_names(subjects)}: {phrase} the {_names(target)}")
+
+    def _antecedent(self, pronoun: str, subjects: list[NounPhrase]) -> list[NounPhrase] | None:
+        """What an object pronoun stands for: the clause's subject, else the one before, else the latest
+        listed thing, the first of them agreeing in number ("them": plural) and other than ``subjects``."""
+        plural = pronoun in ("them", "themselves", "us")
+        names = [p.name for p in subjects]
+        candidates = [self.subject, self.previous_subject] + [[np] for np in reversed(self.objects.values())]
+        for group in candidates:
+            if (group and [p.name for p in group] != names and all(p.kept for p in group)
+                    and (len(group) > 1 or group[0].plural) == plural):
+                return group
+        return None
 
     def _on_conj(self, item: _Item) -> None:
         self.conj = item.text
