@@ -109,8 +109,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
         name = draw(scene, f"{seed}.png", asked=describe_seeds is None)
         claims = scenes.scene_claims(scene, random.Random(seed), prompts=prompts, one_changes=one_changes,
                                      exclude=exclude, max_count=max_count)
-        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), prompts=prompts, exclude=exclude,
-                                              one_changes=one_changes, max_count=max_count)
+        scene_rows = scenes.scene_annotations(scene, name, random.Random(seed), claims=claims)
         rows.extend(scene_rows)
         imatch.extend(scenes.imatch_annotations(scene, name, claims))
         colours.extend(scenes.element_colour_annotations(scene, name))

@@ -1079,6 +1079,15 @@ def test_varied_scenes_leave_classic_scenes_as_they_were():
     assert scenes.render(scene).getpixel((0, 0)) != (128, 128, 128)
 
 
+def test_scene_annotations_from_claims_already_drawn_are_the_rows_it_draws_itself():
+    for seed in range(30):
+        scene = scenes.random_scene(scenes.random_state(seed), varied=True)
+        drawn = scenes.scene_claims(scene, random.Random(seed), prompts=3, one_changes=2, max_count=4)
+        rows = scenes.scene_annotations(scene, "x.png", random.Random(seed), prompts=3, one_changes=2, max_count=4)
+        assert scenes.scene_annotations(scene, "x.png", random.Random(seed), claims=drawn) == rows
+        assert len({r["prompt"] for r in rows if "prompt" in r}) <= 5
+
+
 def test_each_variation_changes_only_what_it_names():
     base = scenes.Scene((scenes.Group("circle", "red", 2),), None, 4, seed=5)
     rng = random.Random(0)

@@ -662,15 +662,19 @@ def scene_claims(scene: Scene, rng: random.Random, *, prompts: int = 3, one_chan
 
 def scene_annotations(scene: Scene, image: str, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
                       faithfulness: bool = True, exclude: Sequence[tuple[str, str]] = (),
-                      max_count: int = MAX_COUNT) -> list[dict]:
+                      max_count: int = MAX_COUNT, claims: Sequence[Claims] | None = None) -> list[dict]:
     """JSONL rows (:func:`evalalign_metric.training.readers.read_jsonl`) for one image: the true prompt,
     ``prompts - 1`` perturbed ones and ``one_changes`` prompts with one thing changed (:func:`one_change`),
-    each with its alignment aspects, plus the faithfulness questions."""
+    each with its alignment aspects, plus the faithfulness questions. ``claims``: those prompts' claims
+    already drawn (:func:`scene_claims` with the same ``rng``), so that other rows can be written about the
+    same prompts without drawing them twice."""
     rows = []
-    for claims in scene_claims(scene, rng, prompts=prompts, one_changes=one_changes, exclude=exclude,
-                               max_count=max_count):
-        prompt, elements = claims_prompt(claims)
-        for aspect, score in alignment_truth(scene, claims).items():
+    if claims is None:
+        claims = scene_claims(scene, rng, prompts=prompts, one_changes=one_changes, exclude=exclude,
+                              max_count=max_count)
+    for claimed in claims:
+        prompt, elements = claims_prompt(claimed)
+        for aspect, score in alignment_truth(scene, claimed).items():
             rows.append({"image": image, "prompt": prompt, "aspect": aspect, "score": score, "elements": elements})
     if faithfulness:
         rows.extend({"image": image, "aspect": a, "score": scene.level} for a in FAITHFULNESS_ASPECTS)
