@@ -70,7 +70,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
                 recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0,
                 varied: bool = False) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
-    ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl``: the colour of each kind of shape
+    ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl`` / ``counts.jsonl``: the colour / count of each kind of shape
     named as an element, about the scenes EvalAlign's questions are asked about, whose pairs ``exclude``
     leaves out too); returns the file and (scene, image, rows, unseen)
     items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
@@ -87,7 +87,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     # every image is drawn again (about a second per thousand): a folder left by an older generator would
     # otherwise pair old pictures with new truth
     folder.mkdir(parents=True, exist_ok=True)
-    rows, items, describe, colours, imatch = [], [], [], [], []
+    rows, items, describe, colours, counts, imatch = [], [], [], [], [], []
     max_count = scenes.VARIED.max_count if varied else scenes.MAX_COUNT
 
     def draw(scene, name: str, *, asked: bool = True) -> str:
@@ -113,6 +113,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
         rows.extend(scene_rows)
         imatch.extend(scenes.imatch_annotations(scene, name, claims))
         colours.extend(scenes.element_colour_annotations(scene, name))
+        counts.extend(scenes.element_count_annotations(scene, name))
         items.append((scene, name, scene_rows, unseen))
     for seed in describe_seeds or ():
         draw(scenes.random_scene(scenes.random_state(seed), varied=varied), f"d{seed}.png")
@@ -124,6 +125,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "describe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in describe))
     (folder / "colours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in colours))
+    (folder / "counts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in counts))
     (folder / "imatch.jsonl").write_text("".join(json.dumps(r) + "\n" for r in imatch))
     return path, items
 
@@ -147,7 +149,7 @@ def write_subset(work: Path, source: str, target: str, keep, *, append: bool = F
 # the stages between the position stage and the last one, unless --bind says otherwise
 DEFAULT_BINDS = ("positions,Spatial:1000", "colours,Color=3,Spatial:1000:4")
 # what a --bind stage may ask besides EvalAlign's aspects: the direct position questions, the element colour question
-BIND_EXTRAS = ("positions", "colours")
+BIND_EXTRAS = ("positions", "colours", "counts")
 
 
 class Bind(NamedTuple):
@@ -253,10 +255,11 @@ def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides:
         return "evalalign"
     if "positions" in bind.aspects:
         write_subset(work, "describe.jsonl", f"{name}.jsonl", is_position_question, append=True)
-    if "colours" in bind.aspects:
-        write_subset(work, "colours.jsonl", f"{name}.jsonl", lambda aspect: True, append=True)
+    for extra in ("colours", "counts"):
+        if extra in bind.aspects:
+            write_subset(work, f"{extra}.jsonl", f"{name}.jsonl", lambda aspect: True, append=True)
     asked = scenes.describe_protocol(reverse=reverse, sides=sides, element_colours="colours" in bind.aspects,
-                                     max_count=max_count)
+                                     element_counts="counts" in bind.aspects, max_count=max_count)
     protocol = work / f"{name}_protocol.json"
     protocol.write_text(json.dumps(bind_protocol(asked, evalalign_aspects), indent=1))
     return os.fspath(protocol)
@@ -637,7 +640,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS[:PER_IMAGE]",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
                              "the others; 'positions' adds the direct position questions, 'colours' the colour "
-                             "question with a shape as its element; ASPECT=W draws its questions W times as often; "
+                             "question with a shape as its element, 'counts' the same for how many; ASPECT=W draws its questions W times as often; "
                              "PER_IMAGE: questions asked per image, default all), e.g. positions,Spatial:1500 or "
                              "colours,Color=3,Spatial:1000:4; repeat for several stages in turn (default: "
                              f"{' then '.join(DEFAULT_BINDS)}; --bind none: no such stage)")

@@ -60,6 +60,12 @@ def test_a_colours_bind_stage_asks_the_element_colour_question_beside_evalalign_
     assert len(colour_rows) == 3 * 8 and {r["image"] for r in colour_rows} >= evalalign_images
     assert len(read_jsonl(tmp_path / "train" / "bind1.jsonl", loaded)) == len(rows)  # every row is askable
     assert not {a.name for a in loaded.aspects} & {"Count", "Object", "object"}
+    counting = script.write_bind_stage(tmp_path, "bind3", script.parse_bind("counts,Count=2:100:4"), reverse=False,
+                                       sides=True)
+    rows = [json.loads(line) for line in (tmp_path / "train" / "bind3.jsonl").read_text().splitlines()]
+    assert {r["aspect"] for r in rows} == {"count_element", "Count"}
+    assert len(read_jsonl(tmp_path / "train" / "bind3.jsonl",
+                          protocol_from_dict(json.loads(Path(counting).read_text())))) == len(rows)
     # without direct questions the stage uses the shipped protocol and its rows only
     assert script.write_bind_stage(tmp_path, "bind2", script.parse_bind("Count:10"), reverse=False,
                                    sides=True) == "evalalign"

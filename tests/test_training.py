@@ -764,6 +764,21 @@ def test_element_colour_rows_name_each_shape_as_an_element_and_answer_its_colour
     assert [r["elements"]["Shape"] for r in scenes.element_colour_annotations(painted, "x.png")] == ["square;"]
 
 
+def test_element_count_rows_name_each_shape_as_an_element_and_answer_how_many(tmp_path):
+    from evalalign_metric.protocol.schema import protocol_from_dict
+
+    protocol = protocol_from_dict(scenes.describe_protocol(element_counts=True, max_count=4))
+    assert "count_element" not in {a["name"] for a in scenes.describe_protocol()["aspects"]}
+    scene = scenes.Scene((scenes.Group("triangle", "red", 4), scenes.Group("circle", "blue", 1)), "above", 4, seed=0)
+    path = tmp_path / "counts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in scenes.element_count_annotations(scene, "x.png")))
+    targets = [build_target(protocol, a) for a in read_jsonl(path, protocol)]
+    asked = {t.question.splitlines()[-1]: t.answer for t in targets}
+    assert asked == {"How many (triangle;) are in the image?": "4", "How many (circle;) are in the image?": "1",
+                     "How many (square;) are in the image?": "0"}
+    assert targets[0].labels == ("0", "1", "2", "3", "4")
+
+
 def test_recoloured_scenes_keep_clear_of_held_out_colours_and_ask_no_colour():
     held_out = scenes.HELD_OUT_PAIRS
     for seed in range(200):

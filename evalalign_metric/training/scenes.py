@@ -538,14 +538,15 @@ def aspect_change(scene: Scene, aspect: str, rng: random.Random, *, max_count: i
 
 
 def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colours: bool = False,
-                      max_count: int = MAX_COUNT) -> dict:
+                      element_counts: bool = False, max_count: int = MAX_COUNT) -> dict:
     """A training-only protocol of direct questions about a scene (how many circles? what colour are the
     squares?): a first curriculum stage that teaches a judge built from scratch to see shapes, counts and
     colours before it learns EvalAlign's comparisons of an image with a prompt. ``sides`` adds in which half
     each kind of shape is; ``reverse`` questions the other way round, a colour or relation word in the
     question and a shape in the answer; ``element_colours`` the colour question with the shape as an
-    element, written where EvalAlign writes its elements (:func:`element_colour_annotations`); ``max_count``:
-    the largest answer to "how many?"."""
+    element, written where EvalAlign writes its elements (:func:`element_colour_annotations`);
+    ``element_counts`` the same for "how many?" (:func:`element_count_annotations`); ``max_count``: the largest
+    answer to "how many?"."""
     aspects = []
     colours = [{"label": "none", "score": 0}] + [{"label": c, "score": i + 1} for i, c in enumerate(COLOURS)]
     for shape in SHAPES:
@@ -579,6 +580,10 @@ def describe_protocol(*, reverse: bool = True, sides: bool = True, element_colou
         aspects.append({"name": "colour_element", "dimension": "describe", "elements_key": "Shape",
                         "template": "<image>\nWhat color is ({elements})?",
                         "options": colours})
+    if element_counts:
+        aspects.append({"name": "count_element", "dimension": "describe", "elements_key": "Shape",
+                        "template": "<image>\nHow many ({elements}) are in the image?",
+                        "options": [{"label": str(n), "score": n} for n in range(max_count + 1)]})
     aspects.append({"name": "distortion", "dimension": "describe",
                     "template": "<image>\nHow distorted are the shapes, from 0 (badly) to 4 (not at all)?",
                     "options": [{"label": str(n), "score": n} for n in range(MAX_LEVEL + 1)]})
@@ -650,6 +655,21 @@ def element_colour_annotations(scene: Scene, image: str) -> list[dict]:
     return [{"image": image, "aspect": "colour_element", "elements": {"Shape": f"{shape};"},
              "score": list(COLOURS).index(present[shape]) + 1 if shape in present else 0}
             for shape in SHAPES if shape not in present or present[shape] in COLOURS]
+
+
+def element_count_annotations(scene: Scene, image: str) -> list[dict]:
+    """JSONL rows for the ``count_element`` question of :func:`describe_protocol`: every kind of shape, named
+    as an element ("triangle;") where EvalAlign's Count question names its elements, and how many are drawn
+    (0 if none): what :func:`element_colour_annotations` does for Color, for Count.
+
+    Example:
+        >>> scene = Scene((Group("circle", "red", 2), Group("square", "blue", 1)), "left of", 4, seed=0)
+        >>> [(r["elements"]["Shape"], r["score"]) for r in element_count_annotations(scene, "0.png")]
+        [('circle;', 2), ('square;', 1), ('triangle;', 0)]
+    """
+    drawn = {g.shape: g.count for g in scene.groups}
+    return [{"image": image, "aspect": "count_element", "elements": {"Shape": f"{shape};"},
+             "score": drawn.get(shape, 0)} for shape in SHAPES]
 
 
 def scene_claims(scene: Scene, rng: random.Random, *, prompts: int = 3, one_changes: int = 0,
