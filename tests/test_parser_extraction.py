@@ -249,7 +249,7 @@ def test_a_colour_alone_is_unbound_and_adjectives_alone_are_nothing():
 def test_extractor_wrapper_and_identity():
     extract = ParserElementExtractor()
     assert extract("a cat on a mat")["Spatial"] == "cat: on the mat;"
-    assert extract.identity == "parser:v2"
+    assert extract.identity == "parser:v3"
     assert extract.parse("?").notes
 
 

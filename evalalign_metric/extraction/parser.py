@@ -67,7 +67,7 @@ from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.lexicon import Lexicon, load_lexicon
 from evalalign_metric.extraction.result_info import ASPECTS, NONE, validate_result_info
 
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
 _SENTENCE_END = {".", ";", "!", "?", ":"}
 _SOFT_BREAK = {",", "(", ")", "[", "]", "{", "}", "|", "/"}
@@ -959,7 +959,7 @@ class ParserElementExtractor:
     Example:
         >>> extract = ParserElementExtractor()
         >>> extract("three cats")["Count"], extract.identity
-        ('cats: three;', 'parser:v2')
+        ('cats: three;', 'parser:v3')
     """
 
     identity = f"parser:v{PARSER_VERSION}"
