@@ -70,10 +70,10 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
                 recoloured=(), reverse: bool = False, sides: bool = False, one_changes: int = 0,
                 varied: bool = False) -> tuple[Path, list]:
     """Render scenes and write their JSONL annotations (``annotations.jsonl``: EvalAlign questions;
-    ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl`` / ``counts.jsonl``: the colour / count of each kind of shape
-    named as an element, about the scenes EvalAlign's questions are asked about, whose pairs ``exclude``
-    leaves out too); returns the file and (scene, image, rows, unseen)
-    items. ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
+    ``describe.jsonl``: the curriculum's direct questions; ``colours.jsonl`` / ``counts.jsonl``: the colour /
+    count of each kind of shape named as an element, about the scenes EvalAlign's questions are asked about,
+    whose pairs ``exclude`` leaves out too); returns the file and (scene, image, rows, unseen) items.
+    ``exclude``: (shape, colour) pairs never drawn or named in the EvalAlign rows; ``include``: every
     other scene gets one of these pairs. ``describe_seeds``: the direct questions are asked about these
     scenes, drawn from the whole palette (a pretrained judge has seen every pair; only its judgments are
     kept from the held-out ones), instead of about ``seeds``; ``recoloured`` seeds add scenes painted off
@@ -640,9 +640,10 @@ def main(argv=None) -> int:
     parser.add_argument("--bind", action="append", default=None, metavar="ASPECTS:STEPS[:PER_IMAGE]",
                         help="an intermediate stage on some EvalAlign aspects only (those slow to form among all "
                              "the others; 'positions' adds the direct position questions, 'colours' the colour "
-                             "question with a shape as its element, 'counts' the same for how many; ASPECT=W draws its questions W times as often; "
-                             "PER_IMAGE: questions asked per image, default all), e.g. positions,Spatial:1500 or "
-                             "colours,Color=3,Spatial:1000:4; repeat for several stages in turn (default: "
+                             "question with a shape as its element, 'counts' the same for how many; ASPECT=W "
+                             "draws its questions W times as often; PER_IMAGE: questions asked per image, default "
+                             "all), e.g. positions,Spatial:1500 or colours,Color=3,Spatial:1000:4; repeat for "
+                             "several stages in turn (default: "
                              f"{' then '.join(DEFAULT_BINDS)}; --bind none: no such stage)")
     parser.add_argument("--steps", type=int, default=2000, help="the EvalAlign stage's steps (all its questions)")
     parser.add_argument("--imatch-steps", type=int, default=0,

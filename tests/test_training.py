@@ -627,8 +627,8 @@ def _tiny_built_judge(tmp_path):
 
     spec = BuildSpec(image_size=16, vision="clip", patch_size=8, vision_hidden=16, vision_layers=1, vision_heads=2,
                      text_hidden=16, text_layers=1, text_heads=2, text_kv_heads=1, vocab_size=300)
-    return build_judge(spec, tmp_path / "built", corpus=["<image>\nDoes the image show a red square on the left? "
-                                                        "Answer yes or no.", "a blue circle"])
+    corpus = ["<image>\nDoes the image show a red square on the left? Answer yes or no.", "a blue circle"]
+    return build_judge(spec, tmp_path / "built", corpus=corpus)
 
 
 def test_spatial_phrases_are_the_elements_scene_prompts_write():
