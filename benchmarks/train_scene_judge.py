@@ -787,8 +787,10 @@ def main(argv=None) -> int:
     if args.base:
         spec = built_spec(Path(args.base))
     phrases = scenes.spatial_phrases() + (scenes.imatch_spatial_phrases() if imatch_stages else [])
-    # a base judge gains the phrase tokens its tokenizer lacks (build.add_phrase_tokens)
-    first = ({"base": args.base, "phrase_tokens": phrases if args.phrase_tokens else []} if args.base else
+    # a base judge gains the phrase tokens and iMatch's template text its tokenizer lacks (build.add_phrase_tokens):
+    # spelled out, an iMatch question is 60-96 tokens, as single tokens 12-21
+    first = ({"base": args.base, "phrase_tokens": phrases if args.phrase_tokens else [],
+              "protocols": ["imatch"] if imatch_stages else []} if args.base else
              {"build": spec, "vocabulary": vocabulary,
               "protocols": ["evalalign", "imatch"] if imatch_stages else ["evalalign"],
               "phrase_tokens": phrases if args.phrase_tokens else []})

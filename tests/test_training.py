@@ -552,7 +552,8 @@ def test_cli_train_prints_a_summary(data_dir, base_judge, tmp_path, capsys):
     ({"model": {"build": {}, "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
     ({"model": {"base": "b", "vocabulary": ["a red square"]}},
      r"config.model.vocabulary applies to a judge built from scratch \(config.model.build\).*only "
-     r"config.model.phrase_tokens can be added"),
+     r"config.model.phrase_tokens and the template text of config.model.protocols can be added"),
+    ({"model": {"base": "b", "protocols": "imatch"}}, "config.model.protocols must be a list of protocol names"),
     ({"model": {"base": "b", "phrase_tokens": [" red"]}}, "without leading or trailing spaces; got"),
 ])
 def test_config_errors_name_the_key(change, message):
@@ -620,6 +621,29 @@ def test_trainer_adds_phrase_tokens_to_a_base_judge(data_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(result.output_dir)
     assert tok.tokenize("Does the image show a red square?").count("a red square") == 1
     assert "a red square" not in AutoTokenizer.from_pretrained(base).get_vocab()  # the base is left as it was
+
+
+def test_trainer_adds_the_template_text_of_further_protocols_to_a_base_judge(data_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from evalalign_metric.protocol import load_protocol
+    from evalalign_metric.training import train
+    from evalalign_metric.training.build import template_pieces
+
+    base = _tiny_built_judge(tmp_path)
+    cfg = _config(data_dir, tmp_path / "out", base, max_steps=1)
+    cfg["model"] = {"base": str(base), "protocols": ["imatch"]}
+    logged = []
+    result = train(cfg, progress=False, log=logged.append)
+    tok, plain = AutoTokenizer.from_pretrained(result.output_dir), AutoTokenizer.from_pretrained(base)
+    element = load_protocol("imatch").aspect("element/match").template
+    pieces = [p for p in template_pieces(element) if len(p) > 1]
+    question = element.replace("{prompt}", "a red square").replace("{element}", "red square (color)")
+    assert all(p in tok.tokenize(question) for p in pieces)  # each piece of the template is one token
+    assert len(tok.tokenize(question)) < len(plain.tokenize(question)) / 3
+    other = "<image>\nDoes the image show a red square on the left? Answer yes or no."
+    assert tok.tokenize(other) == plain.tokenize(other)  # a question of another protocol reads as before
+    assert any("template tokens of ['imatch']" in line for line in logged)
 
 
 def _tiny_built_judge(tmp_path):

@@ -77,8 +77,9 @@ class ModelConfig:
     single tokens wherever they occur in a question (e.g. a closed set of element phrases such as
     ``"circle: on the left of the square;"``): a language model of two layers names a relation it sees, but
     does not learn to check one spelled out word by word in its input (``benchmarks/train_scene_judge.py``).
-    With ``base``, ``phrase_tokens`` the base tokenizer lacks are added to it (``build.add_phrase_tokens``):
-    each new token starts as the mean embedding of the pieces it replaces."""
+    With ``base``, ``phrase_tokens`` and the template text of ``protocols`` that the base tokenizer lacks are
+    added to it (``build.add_phrase_tokens``): each new token starts as the mean embedding of the pieces it
+    replaces, and a question of any other protocol tokenises as before."""
 
     base: str | None = None
     build: BuildSpec | None = None
@@ -280,29 +281,30 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
             raise InputError(f"{where} needs exactly one of 'base' (a judge folder or reference) or 'build' "
                              "(sizes of a new judge)")
         if value.get("base") is not None:
-            for key in ("vocabulary", "protocols"):
-                if value.get(key):  # a base judge keeps the tokenizer it has: these would be ignored
-                    raise InputError(f"{where}.{key} applies to a judge built from scratch ({where}.build); "
-                                     f"a base judge keeps its own tokenizer (only {where}.phrase_tokens "
-                                     "can be added to it)")
+            if value.get("vocabulary"):  # a base judge keeps the tokenizer it has: this would be ignored
+                raise InputError(f"{where}.vocabulary applies to a judge built from scratch ({where}.build); "
+                                 f"a base judge keeps its own tokenizer (only {where}.phrase_tokens and the "
+                                 f"template text of {where}.protocols can be added to it)")
             given = _typed(value["base"], "str", f"{where}.base")
             local = Path(given).expanduser()
             resolved = local if local.is_absolute() else base / local
             return ModelConfig(base=os.fspath(resolved) if resolved.exists() else given,
-                               phrase_tokens=_phrases(value, where))
+                               protocols=_protocols(value, where), phrase_tokens=_phrases(value, where))
         build = value["build"]
         if not isinstance(build, Mapping):
             raise InputError(f"{where}.build must be a mapping of sizes; got {build!r}")
         vocabulary = value.get("vocabulary", [])
         if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
             raise InputError(f"{where}.vocabulary must be a list of texts; got {type(vocabulary).__name__}")
+        return ModelConfig(build=BuildSpec.from_dict(dict(build), f"{where}.build"), vocabulary=tuple(vocabulary),
+                           protocols=_protocols(value, where), phrase_tokens=_phrases(value, where))
+
+    def _protocols(value, where):
         protocols = value.get("protocols", [])
         if not isinstance(protocols, list) or not all(isinstance(t, str) for t in protocols):
             raise InputError(f"{where}.protocols must be a list of protocol names or files; got {protocols!r}")
-        protocols = [_path(p, f"{where}.protocols", base) if p.endswith((".json", ".yaml", ".yml")) else p
-                     for p in protocols]
-        return ModelConfig(build=BuildSpec.from_dict(dict(build), f"{where}.build"), vocabulary=tuple(vocabulary),
-                           protocols=tuple(protocols), phrase_tokens=_phrases(value, where))
+        return tuple(_path(p, f"{where}.protocols", base) if p.endswith((".json", ".yaml", ".yml")) else p
+                     for p in protocols)
 
     def _phrases(value, where):
         phrases = value.get("phrase_tokens", [])

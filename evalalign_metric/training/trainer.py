@@ -248,18 +248,29 @@ class Trainer:
             self.accelerator.wait_for_everyone()
         return os.fspath(target)
 
+    def _add_tokens(self, model, tokenizer) -> None:
+        """A base judge gains ``phrase_tokens`` and the template text of ``model.protocols`` (with this run's
+        phrasings of their aspects) as single tokens, where its tokenizer lacks them."""
+        from evalalign_metric.training.build import add_phrase_tokens, template_pieces
+
+        cfg = self.config.model
+        templates = [t for name in cfg.protocols for a in load_protocol(name).aspects
+                     for t in self.config.augment.phrasings_for(a.key, a.template)]
+        pieces = [p for t in templates for p in template_pieces(t) if len(p) > 1]
+        for what, texts in (("phrase tokens", cfg.phrase_tokens),
+                            (f"template tokens of {list(cfg.protocols)}", pieces)):
+            added = add_phrase_tokens(model, tokenizer, texts)
+            if added:
+                self.log(f"added {len(added)} {what} to the base judge's tokenizer")
+
     def _model(self) -> None:
         from evalalign_metric.judge import Judge, load_judge
 
         self.base_path = self._base_model_path()
         loaded = load_judge(self.base_path, device="cpu", dtype=torch.float32, cache=False)
         model = loaded.model
-        if self.config.model.base is not None and self.config.model.phrase_tokens:
-            from evalalign_metric.training.build import add_phrase_tokens
-
-            added = add_phrase_tokens(model, loaded.processor.tokenizer, self.config.model.phrase_tokens)
-            if added:
-                self.log(f"added {len(added)} phrase tokens to the base judge's tokenizer")
+        if self.config.model.base is not None:
+            self._add_tokens(model, loaded.processor.tokenizer)
         training = self.config.training
         if training.method != "lora":
             for p in model.parameters():
