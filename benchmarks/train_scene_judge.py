@@ -6,16 +6,17 @@ asked the EvalAlign alignment questions that apply (Object, Count, Color, Spatia
 claims), plus the faithfulness questions (object and common = distortion level 0-4; body, Hand and face
 = -1, not applicable). A judge is built from a config and trained with ``evalalign_metric.training.train``.
 
-Curriculum (the defaults: the embedded judge's recipe): stage 1 asks direct questions (how many circles?
-what colour are the squares? in which half are the triangles? where are they relative to the circles? how
-distorted?) about scenes drawn from the whole palette, teaching a judge built from scratch to see (what a
-pretrained MLLM brings); a stage of its position questions alone; ``--bind`` stages on the aspects slow to
-form among the others, each beside direct questions that name what it checks (Spatial beside the position
-questions, Color beside "What color is (triangle;)?"); the last stage asks all of EvalAlign's questions
-(Color, Spatial and Count drawn 3, 2 and 2 times as often). The EvalAlign training rows never draw or name
-the held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws them
-either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector`` trains
-it): trained, it drops the image tokens' positions, which the vision tower keeps.
+Curriculum (the defaults: the recipe of the first embedded judge, built from scratch; the embedded judge now
+is that one fine-tuned for varied scenes and both protocols, ``--base`` below): stage 1 asks direct questions
+(how many circles? what colour are the squares? in which half are the triangles? where are they relative to
+the circles? how distorted?) about scenes drawn from the whole palette, teaching a judge built from scratch to
+see (what a pretrained MLLM brings); a stage of its position questions alone; ``--bind`` stages on the aspects
+slow to form among the others, each beside direct questions that name what it checks (Spatial beside the
+position questions, Color beside "What color is (triangle;)?"); the last stage asks all of EvalAlign's
+questions (Color, Spatial and Count drawn 3, 2 and 2 times as often). The EvalAlign training rows never draw
+or name the held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--strict-pairs``: stage 1 never draws
+them either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector``
+trains it): trained, it drops the image tokens' positions, which the vision tower keeps.
 
 Why each option, as measured on 300 held-out scenes (README, "Proofs"): ``--projector linear`` builds a
 norm-keeping linear projector, so the language model's input keeps the positions
@@ -41,6 +42,13 @@ on items balanced across truth levels (with 80% of items at one level even a per
 correlation is capped near 0.7), Spearman correlation with the known truth (target >= 0.8), the same on the
 scenes with a held-out pair, ROC-AUC where the truth has two levels (Spatial: one relation per prompt, SRCC
 capped at 0.87), and the arg-max accuracy.
+
+``--base JUDGE`` fine-tunes an existing judge through the same stages instead of building one; a base
+judge gains the phrase tokens and, when ``--imatch-steps`` / ``--imatch-stage`` stages follow, iMatch's
+template text as single tokens (``model.protocols``). ``--varied`` draws every training scene with
+``scenes.VARIED`` (backgrounds, sizes, outlines, up to five shapes, counts 1-4); the iMatch stages ask
+iMatch's questions beside EvalAlign's. The embedded judge: the first one with ``--base``, ``--varied``, a
+colour-and-count element stage and three such stages (the command in its README; 1,575 s on 2 threads).
 
 With ``--install`` the trained judge is copied to ``evalalign_metric/assets/judge`` (weights, processor,
 sidecar, protocol, a README saying what it is for: synthetic scenes, not photographs).
@@ -367,7 +375,7 @@ README = """# Embedded default judge: synthetic shape scenes (NOT photographs)
 
 This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower, a {text_layers}-layer Llama language
 model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo` and `evalalign score`
-(without `--model`) work offline on a fresh machine. It was trained from scratch by
+(without `--model`) work offline on a fresh machine. It was {origin} by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
 64x64 scenes drawn by `evalalign_metric.training.scenes` ({drawn}): direct questions
 about what is drawn first, then {asked} about {n_train} scenes and prompts that never name
@@ -471,9 +479,12 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
     table = ("| aspect | SRCC | SRCC, scenes with a held-out shape/colour pair | ROC-AUC (two-level truth) | "
              "arg-max accuracy | n |\n|---|---|---|---|---|---|\n" + table)
     run = judge_dir.parent / "result.json"
-    command, timing = "python benchmarks/train_scene_judge.py --install", ""
+    command, timing, origin = "python benchmarks/train_scene_judge.py --install", "", "trained from scratch"
     if run.is_file():
         recorded = json.loads(run.read_text())
+        base = base_flag(recorded.get("recipe", []))
+        if base:  # fine-tuned: the command reproduces it from that base judge, not from scratch
+            origin = f"fine-tuned from the judge given as `--base` ({base})"
         threads = recorded.get("threads")
         where = ""
         if threads is not None:  # the thread count changes the arithmetic, hence the judge
@@ -498,7 +509,7 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
     projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
     imatch = "imatch" in sidecar.get("protocols", ())
     (staging / "README.md").write_text(README.format(
-        params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command,
+        params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command, origin=origin,
         projector=projector, phrases=phrases, checks=checks_section(checked),
         drawn=VARIED_SCENES if "--varied" in command.split() else CLASSIC,
         asked="EvalAlign's and iMatch's questions" if imatch else "EvalAlign's questions",
@@ -512,6 +523,21 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
 
 # flags that only say where the run works or what it does with the judge, not how the judge is made
 PLACE_FLAGS = {"--work": 1, "--fresh": 0, "--install": 0, "--install-dir": 1, "--install-from": 1}
+
+
+def base_flag(recipe) -> str | None:
+    """The ``--base`` judge a recipe starts from, or None (built from scratch).
+
+    Example:
+        >>> base_flag(["--threads", "2", "--base", "old/judge"]), base_flag(["--base=j"]), base_flag([])
+        ('old/judge', 'j', None)
+    """
+    for i, arg in enumerate(recipe):
+        if arg == "--base" and i + 1 < len(recipe):
+            return recipe[i + 1]
+        if arg.startswith("--base="):
+            return arg.partition("=")[2]
+    return None
 
 
 def recipe_flags(argv) -> list[str]:
