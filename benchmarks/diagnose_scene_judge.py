@@ -9,7 +9,13 @@ prompts, grouped by why the truth is what it is: Spatial true, relation reversed
 shape absent; Color by truth level and whether every named shape is drawn. A judge that checks the
 relation scores "reversed" low; one that only sees which shapes are drawn scores it like "true".
 
+``relations JUDGE``: a finished judge's yes-probability for iMatch's relation elements (``"circle on the left
+of the square (spatial)"``) on new scenes' prompts (``scene_checks.imatch_items``), grouped the same way: the
+relation true, wrong between the drawn shapes, or naming an absent shape; and whether the prompt's other
+claims all hold.
+
 Example:
+    python benchmarks/diagnose_scene_judge.py relations evalalign_metric/assets/judge
     python benchmarks/diagnose_scene_judge.py positions /tmp/scenes/describe /tmp/scenes/describe_protocol.json
     python benchmarks/diagnose_scene_judge.py causes evalalign_metric/assets/judge
 """
@@ -86,6 +92,28 @@ def causes(judge) -> dict[str, list[float]]:
     return out
 
 
+def relations(judge, n_scenes: int = 100) -> dict[str, list[float]]:
+    """iMatch relation-element expectations keyed by the cause of their truth."""
+    from scene_checks import imatch_items
+
+    from evalalign_metric.protocol import load_protocol
+
+    items = imatch_items(n_scenes, varied=False, max_count=3)
+    out: dict[str, list[float]] = {}
+    scored = score_in_batches(judge, load_protocol("imatch"), items)
+    for (scene, _, _, (_, truth)), (_, result) in zip(items, scored):
+        drawn = {g.shape for g in scene.groups}
+        others = "other claims hold" if all(v for k, v in truth.items() if not k.endswith("(spatial)")) else \
+            "another claim false"
+        for q in result.questions:
+            if q.aspect == "element/match" and q.element.endswith("(spatial)"):
+                words = q.element.split()
+                why = ("true" if truth[q.element] else "wrong, a named shape absent"
+                       if not {words[0], words[-2]} <= drawn else "wrong between the drawn shapes")
+                out.setdefault(f"{why}, {others}", []).append(q.expectation)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("protocol", help="the direct-question protocol file its stage was trained on")
     c = sub.add_parser("causes", help="EvalAlign Spatial / Color expectations by cause (a finished judge)")
     c.add_argument("judge")
+    r = sub.add_parser("relations", help="iMatch relation-element yes-probabilities by cause (a finished judge)")
+    r.add_argument("judge")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -107,6 +137,9 @@ def main(argv=None) -> int:
     if args.command == "positions":
         for key, values in sorted(positions(judge, load_protocol(args.protocol)).items()):
             print(f"  {key:24s} right {np.mean(values):.3f}  (n={len(values)})")
+    elif args.command == "relations":
+        for key, values in sorted(relations(judge).items()):
+            print(f"  {key:60s} mean yes-probability {np.mean(values):.2f}  (n={len(values)})")
     else:
         for key, values in sorted(causes(judge).items()):
             print(f"  {key:60s} mean expectation {np.mean(values):.2f}  (n={len(values)})")

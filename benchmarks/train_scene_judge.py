@@ -225,11 +225,14 @@ def parse_bind(text: str) -> Bind:
 def parse_imatch_stage(text: str, defaults: dict[str, float], imatch_weight: float) -> tuple[int, dict[str, float]]:
     """An ``--imatch-stage`` value: ``STEPS[:NAME=WEIGHT,...]``. The weights update the last stage's
     (``--aspect-weights``, and ``--imatch-weight`` for iMatch's questions); ``imatch=W`` sets both of
-    iMatch's question kinds (the overall match and the element yes/no questions).
+    iMatch's question kinds (the overall match and the element yes/no questions); ``elements-CATEGORY=W``
+    weighs the element questions of one category (``"element/match (spatial)"`` in ``data.aspect_weights``).
 
     Example:
         >>> parse_imatch_stage("1500:Count=4,imatch=3", {"Color": 3.0, "Count": 2.0}, 2.0)
         (1500, {'Color': 3.0, 'Count': 4.0, 'imatch/overall': 3.0, 'element/match': 3.0})
+        >>> parse_imatch_stage("900:elements-spatial=4", {}, 2.0)
+        (900, {'element/match (spatial)': 4.0, 'imatch/overall': 2.0, 'element/match': 2.0})
     """
     steps, _, spec = text.partition(":")
     if not (steps.isdigit() and int(steps) > 0):
@@ -240,6 +243,8 @@ def parse_imatch_stage(text: str, defaults: dict[str, float], imatch_weight: flo
     except SystemExit as error:  # parse_weights names --aspect-weights; say which flag it was
         raise SystemExit(str(error).replace("--aspect-weights", "--imatch-stage")) from None
     imatch = given.pop("imatch")
+    given = {f"element/match ({k.removeprefix('elements-')})" if k.startswith("elements-") else k: v
+             for k, v in given.items()}
     return int(steps), {**defaults, **given, "imatch/overall": imatch, "element/match": imatch}
 
 

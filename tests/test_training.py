@@ -646,6 +646,24 @@ def test_trainer_adds_the_template_text_of_further_protocols_to_a_base_judge(dat
     assert any("template tokens of ['imatch']" in line for line in logged)
 
 
+def test_an_element_category_weight_weighs_only_that_category_of_a_per_element_aspect():
+    from evalalign_metric.protocol import load_protocol
+    from evalalign_metric.training.annotations import Annotation
+    from evalalign_metric.training.trainer import aspect_weight_keys, question_weight
+
+    weights = aspect_weight_keys(load_protocol("imatch"), {"element/match": 2, "element/match (spatial)": 5})
+    rows = [Annotation("a.png", "element/match", 1, prompt="p", elements="circle left of the square (spatial)"),
+            Annotation("a.png", "element/match", 1, prompt="p", elements="red circle (color)"),
+            Annotation("a.png", "imatch/overall", 3, prompt="p")]
+    assert [question_weight(weights, a) for a in rows] == [5, 2, 1.0]
+    with pytest.raises(InputError, match=r"'overall \(spatial\)': a category weight needs a per-element aspect"):
+        aspect_weight_keys(load_protocol("imatch"), {"overall (spatial)": 2})
+    with pytest.raises(InputError, match="one of the categories"):
+        aspect_weight_keys(load_protocol("imatch"), {"element/match (colour)": 2})
+    with pytest.raises(InputError, match=r"names 'nope \(spatial\)', not an aspect of protocol 'imatch'"):
+        aspect_weight_keys(load_protocol("imatch"), {"nope (spatial)": 2})
+
+
 def _tiny_built_judge(tmp_path):
     from evalalign_metric.training.build import BuildSpec, build_judge
 

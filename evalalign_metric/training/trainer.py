@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -130,6 +130,55 @@ def _precision(name: str) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[name]
 
 
+def aspect_weight_keys(protocol: Protocol, weights: Mapping[str, float]) -> dict:
+    """``data.aspect_weights`` keyed as :func:`question_weight` reads them: an aspect (name or key) becomes its
+    key; ``"ASPECT (CATEGORY)"`` (a per-element aspect, an element category of ``evalmuse.split_element``)
+    becomes ``(key, category)`` and weighs only that aspect's questions about elements of that category.
+
+    Example:
+        >>> from evalalign_metric.protocol import load_protocol
+        >>> aspect_weight_keys(load_protocol("imatch"), {"overall": 2, "element/match (spatial)": 4})
+        {'imatch/overall': 2, ('element/match', 'spatial'): 4}
+    """
+    from evalalign_metric.evalmuse import CATEGORIES
+
+    out: dict = {}
+    for name, weight in weights.items():
+        aspect_name, category = name, None
+        head, sep, tail = name.rpartition(" (")
+        if sep and tail.endswith(")"):
+            aspect_name, category = head, tail[:-1].strip().lower()
+        try:
+            aspect = protocol.aspect(aspect_name)
+        except ProtocolError:
+            raise InputError(f"data.aspect_weights names {name!r}, not an aspect of protocol "
+                             f"{protocol.name!r} (or 'ASPECT (CATEGORY)' of a per-element one); expected one of "
+                             f"{list(protocol.aspect_names)}") from None
+        if category is None:
+            out[aspect.key] = weight
+        elif not aspect.per_element or category not in (*CATEGORIES, "other"):
+            raise InputError(f"data.aspect_weights names {name!r}: a category weight needs a per-element aspect "
+                             f"and one of the categories {[*CATEGORIES, 'other']}")
+        else:
+            out[(aspect.key, category)] = weight
+    return out
+
+
+def question_weight(weights: Mapping, annotation: Annotation) -> float:
+    """The chance weight of one annotation's question: its element category's weight, else its aspect's, else 1."""
+    categorised = {k[0] for k in weights if isinstance(k, tuple)}
+    if annotation.aspect in categorised and isinstance(annotation.elements, str):
+        from evalalign_metric.evalmuse import split_element
+
+        try:
+            key = (annotation.aspect, split_element(annotation.elements)[1])
+        except InputError:
+            key = None
+        if key in weights:
+            return weights[key]
+    return weights.get(annotation.aspect, 1.0)
+
+
 def draw_questions(weights: Sequence[float], k: int, rng: random.Random) -> list[int]:
     """``k`` of ``len(weights)`` questions without replacement, each with a chance in proportion to its
     weight (Efraimidis and Spirakis: the ``k`` largest ``u ** (1 / w)``); sorted indices.
@@ -198,14 +247,7 @@ class Trainer:
         if unlabelled_in_train:
             self.log(f"train data: {len(unlabelled_in_train)} unscored annotations are not trained on")
         self.result.reports["train"] = report
-        self.aspect_weights = {}
-        for name, weight in cfg.data.aspect_weights.items():
-            try:
-                self.aspect_weights[self.protocol.aspect(name).key] = weight
-            except ProtocolError:
-                raise InputError(f"data.aspect_weights names {name!r}, not an aspect of protocol "
-                                 f"{self.protocol.name!r}; expected one of {list(self.protocol.aspect_names)}"
-                                 ) from None
+        self.aspect_weights = aspect_weight_keys(self.protocol, cfg.data.aspect_weights)
         self.eval_annotations, rep = _read(cfg.data.eval, self.protocol, "eval")
         self.eval_annotations = [a for a in self.eval_annotations if not is_unlabelled(a)]
         if cfg.data.eval:
@@ -329,7 +371,7 @@ class Trainer:
             chosen = list(range(len(anns)))
             limit = cfg.data.questions_per_image
             if limit is not None and len(chosen) > limit:
-                weights = [self.aspect_weights.get(a.aspect, 1.0) for a in anns]  # annotations hold aspect keys
+                weights = [question_weight(self.aspect_weights, a) for a in anns]
                 chosen = draw_questions(weights, limit, sample_rng(seed, epoch, unit_index, "questions"))
             for j in chosen:
                 target = build_target(self.protocol, anns[j], augment=cfg.augment,
