@@ -7,6 +7,7 @@ import json
 import math
 import collections
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +405,30 @@ def test_resume_after_interruption_gives_identical_weights(data_dir, base_judge,
     a, b = _trainable(tmp_path / "whole"), _trainable(tmp_path / "broken")
     assert a.keys() == b.keys() and len(a) > 0
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_checkpoints_trained_on_another_base_or_method(data_dir, base_judge, tmp_path):
+    from evalalign_metric.training import train
+
+    base = tmp_path / "base"
+    shutil.copytree(base_judge, base)
+    cfg = _config(data_dir, tmp_path / "out", base, max_steps=2, checkpoint_every=2)
+    train(cfg, progress=False, log=lambda m: None)
+    moved = tmp_path / "moved"
+    shutil.copytree(base, moved)  # the same weights in another folder: the same run, resumed
+    assert train({**cfg, "model": {"base": str(moved)}}, progress=False, log=lambda m: None).resumed_from
+    weights = base / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last weight changed: another base judge at the same path
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"holds checkpoints of another run: model.base_weights was "
+                                         r"'other weights', now 'these weights'; set training.resume: false"):
+        train(cfg, progress=False, log=lambda m: None)
+    lora = _config(data_dir, tmp_path / "out", moved, max_steps=2, method="lora")
+    with pytest.raises(InputError, match="method was 'full', now 'lora'"):
+        train(lora, progress=False, log=lambda m: None)
+    fresh = _config(data_dir, tmp_path / "out", base, max_steps=2, resume=False)
+    assert train(fresh, progress=False, log=lambda m: None).resumed_from is None  # starting over is allowed
 
 
 @pytest.mark.slow

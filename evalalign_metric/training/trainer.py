@@ -45,6 +45,7 @@ from evalalign_metric.training.annotations import Annotation, ReadReport, group_
 from evalalign_metric.training.augment import augment_image, sample_rng
 from evalalign_metric.training.config import TrainConfig, TrainingConfig, config_to_dict
 from evalalign_metric.training.features import AnswerLoss, TargetEncoder, collate
+from evalalign_metric.training.fingerprint import check_resumable, run_fingerprint
 from evalalign_metric.training.pseudo import (
     annotations_from_json,
     annotations_to_json,
@@ -497,7 +498,8 @@ class Trainer:
         if acc.is_main_process:
             extra = {PSEUDO_FILE: annotations_to_json(self.pseudo)} if phase > 0 else None
             state = {"step": self.result.steps, "phase": phase, "phase_step": step, "micro": micro,
-                     "history": self.result.history, "pseudo_labels": self.result.pseudo_labels}
+                     "history": self.result.history, "pseudo_labels": self.result.pseudo_labels,
+                     "fingerprint": self.fingerprint}
             ckpt.save_checkpoint(self.output_dir, model, optimizer, scheduler, state, extra_files=extra,
                                  keep=self.config.training.keep_checkpoints)
         acc.wait_for_everyone()
@@ -520,11 +522,13 @@ class Trainer:
                 shutil.rmtree(self.output_dir / work, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self._model()
+        self.fingerprint = run_fingerprint(config_to_dict(cfg), self.base_path)
         self.pseudo: list[Annotation] = []
         resume_path = ckpt.latest_checkpoint(self.output_dir) if cfg.training.resume else None
         resume_state = None
         if resume_path is not None:
             resume_state = ckpt.read_extra(resume_path, "state.json")
+            check_resumable(resume_state.get("fingerprint"), self.fingerprint, self.output_dir)
             self.result.steps = resume_state["step"]
             self.result.history = list(resume_state.get("history", []))
             self.result.pseudo_labels = resume_state.get("pseudo_labels", 0)
