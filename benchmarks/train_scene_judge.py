@@ -716,6 +716,10 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-cls", action="store_true", help="also hand the LM the ViT's CLS token")
     parser.add_argument("--text-hidden", type=int, default=96)
     parser.add_argument("--text-layers", type=int, default=2)
+    parser.add_argument("--relations-like-evalalign", action="store_true",
+                        help="with --base and iMatch stages: each iMatch relation token ('circle on the left of "
+                             "the square') starts as the base's EvalAlign token of the same relation ('circle: "
+                             "on the left of the square;'), which the base already checks against the image")
     parser.add_argument("--base", default=None,
                         help="start from this judge folder instead of building one (e.g. an earlier run's describe)")
     parser.add_argument("--threads", type=int, default=2)
@@ -820,8 +824,10 @@ def main(argv=None) -> int:
     phrases = scenes.spatial_phrases() + (scenes.imatch_spatial_phrases() if imatch_stages else [])
     # a base judge gains the phrase tokens and iMatch's template text its tokenizer lacks (build.add_phrase_tokens):
     # spelled out, an iMatch question is 60-96 tokens, as single tokens 12-21
+    like = (dict(zip(scenes.imatch_spatial_phrases(), scenes.spatial_phrases()))
+            if args.relations_like_evalalign and imatch_stages and args.phrase_tokens else {})
     first = ({"base": args.base, "phrase_tokens": phrases if args.phrase_tokens else [],
-              "protocols": ["imatch"] if imatch_stages else []} if args.base else
+              "protocols": ["imatch"] if imatch_stages else [], "phrase_tokens_like": like} if args.base else
              {"build": spec, "vocabulary": vocabulary,
               "protocols": ["evalalign", "imatch"] if imatch_stages else ["evalalign"],
               "phrase_tokens": phrases if args.phrase_tokens else []})

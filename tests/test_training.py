@@ -634,6 +634,30 @@ def test_phrase_tokens_added_to_a_base_judge_start_as_the_mean_of_their_pieces(t
         torch.testing.assert_close(model(input_ids=other).logits[..., : before.shape[-1]], before)
 
 
+def test_a_phrase_token_can_start_like_another_text(tmp_path):
+    from evalalign_metric.judge import load_judge
+    from evalalign_metric.training.build import add_phrase_tokens
+
+    judge = load_judge(_tiny_built_judge(tmp_path), cache=False)
+    tok, model = judge.processor.tokenizer, judge.model
+    source = tok("red square on the left", add_special_tokens=False)["input_ids"]
+    old_in = model.get_input_embeddings().weight.detach().clone()
+    assert add_phrase_tokens(model, tok, ["blue circle left"], like={"blue circle left": "red square on the left"})
+    new_id = tok.convert_tokens_to_ids("blue circle left")
+    torch.testing.assert_close(model.get_input_embeddings().weight[new_id], old_in[source].mean(dim=0))
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"base": "b", "phrase_tokens": ["a b"], "phrase_tokens_like": {"c d": "x"}}, r"names \['c d'\], not in"),
+    ({"base": "b", "phrase_tokens": ["a b"], "phrase_tokens_like": {"a b": ""}}, "must map phrases to non-empty"),
+    ({"build": {}, "phrase_tokens": ["a b"], "phrase_tokens_like": {"a b": "x"}}, "applies to a base judge"),
+])
+def test_phrase_tokens_like_errors_name_the_key(model, message):
+    raw = {"output_dir": "o", "model": model, "data": {"train": [{"format": "jsonl", "path": "t"}]}}
+    with pytest.raises(InputError, match=message):
+        config_from_dict(raw)
+
+
 def test_trainer_adds_phrase_tokens_to_a_base_judge(data_dir, tmp_path):
     from transformers import AutoTokenizer
 

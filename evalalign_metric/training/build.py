@@ -28,7 +28,7 @@ import re
 import string
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -163,11 +163,13 @@ def train_tokenizer(corpus: Sequence[str], *, vocab_size: int, pieces: Sequence[
     return fast
 
 
-def add_phrase_tokens(model, tokenizer, phrases: Iterable[str]) -> list[str]:
+def add_phrase_tokens(model, tokenizer, phrases: Iterable[str], like: Mapping[str, str] | None = None) -> list[str]:
     """Make each phrase the tokenizer does not yet hold one added token of an existing judge (``model.base``
     with ``model.phrase_tokens``), growing the model's input and output embeddings to match. A new token
     starts as the mean of the embeddings of the pieces the phrase tokenised into, so the judge first reads it
-    roughly as it read the phrase; every other token keeps its row. Returns the phrases added.
+    roughly as it read the phrase; ``like[phrase]``, an existing text, starts it as the mean of that text's
+    tokens instead (a token the judge already checks, e.g. the same relation as another protocol writes
+    it). Every other token keeps its row. Returns the phrases added.
 
     Example:
         >>> import tempfile
@@ -190,7 +192,8 @@ def add_phrase_tokens(model, tokenizer, phrases: Iterable[str]) -> list[str]:
     new = [p for p in dict.fromkeys(phrases) if p not in vocab]
     if not new:
         return []
-    pieces = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in new]
+    like = like or {}
+    pieces = [tokenizer(like.get(p, p), add_special_tokens=False)["input_ids"] for p in new]
     tokenizer.add_tokens([AddedToken(p, normalized=False, lstrip=False, rstrip=False) for p in new])
     old_size = model.get_input_embeddings().num_embeddings
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -79,13 +79,15 @@ class ModelConfig:
     does not learn to check one spelled out word by word in its input (``benchmarks/train_scene_judge.py``).
     With ``base``, ``phrase_tokens`` and the template text of ``protocols`` that the base tokenizer lacks are
     added to it (``build.add_phrase_tokens``): each new token starts as the mean embedding of the pieces it
-    replaces, and a question of any other protocol tokenises as before."""
+    replaces, and a question of any other protocol tokenises as before; ``phrase_tokens_like`` maps a phrase
+    to an existing text whose tokens' mean starts it instead (with ``base`` only)."""
 
     base: str | None = None
     build: BuildSpec | None = None
     vocabulary: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
     phrase_tokens: tuple[str, ...] = ()
+    phrase_tokens_like: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -288,8 +290,19 @@ def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".
             given = _typed(value["base"], "str", f"{where}.base")
             local = Path(given).expanduser()
             resolved = local if local.is_absolute() else base / local
+            phrases = _phrases(value, where)
+            like = value.get("phrase_tokens_like", {})
+            if (not isinstance(like, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                         for k, v in like.items())):
+                raise InputError(f"{where}.phrase_tokens_like must map phrases to non-empty texts; got {like!r}")
+            unlisted = sorted(set(like) - set(phrases))
+            if unlisted:
+                raise InputError(f"{where}.phrase_tokens_like names {unlisted[:3]}, not in {where}.phrase_tokens")
             return ModelConfig(base=os.fspath(resolved) if resolved.exists() else given,
-                               protocols=_protocols(value, where), phrase_tokens=_phrases(value, where))
+                               protocols=_protocols(value, where), phrase_tokens=phrases, phrase_tokens_like=dict(like))
+        if value.get("phrase_tokens_like"):
+            raise InputError(f"{where}.phrase_tokens_like applies to a base judge ({where}.base): a built judge's "
+                             "embeddings start random, so there is no token to start like")
         build = value["build"]
         if not isinstance(build, Mapping):
             raise InputError(f"{where}.build must be a mapping of sizes; got {build!r}")

@@ -302,7 +302,7 @@ class Trainer:
         pieces = [p for t in templates for p in template_pieces(t) if len(p) > 1]
         for what, texts in (("phrase tokens", cfg.phrase_tokens),
                             (f"template tokens of {list(cfg.protocols)}", pieces)):
-            added = add_phrase_tokens(model, tokenizer, texts)
+            added = add_phrase_tokens(model, tokenizer, texts, like=cfg.phrase_tokens_like)
             if added:
                 self.log(f"added {len(added)} {what} to the base judge's tokenizer")
 
