@@ -415,8 +415,10 @@ def test_resume_refuses_checkpoints_trained_on_another_base_or_method(data_dir, 
     cfg = _config(data_dir, tmp_path / "out", base, max_steps=2, checkpoint_every=2)
     train(cfg, progress=False, log=lambda m: None)
     moved = tmp_path / "moved"
-    shutil.copytree(base, moved)  # the same weights in another folder: the same run, resumed
-    assert train({**cfg, "model": {"base": str(moved)}}, progress=False, log=lambda m: None).resumed_from
+    shutil.copytree(base, moved)  # the same weights and protocol in other folders: the same run, resumed
+    shutil.copy(data_dir / "p.json", tmp_path / "p-copy.json")
+    same = {**cfg, "model": {"base": str(moved)}, "protocol": str(tmp_path / "p-copy.json")}
+    assert train(same, progress=False, log=lambda m: None).resumed_from
     weights = base / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # the last weight changed: another base judge at the same path

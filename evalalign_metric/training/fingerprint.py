@@ -48,6 +48,15 @@ def weights_identity(folder) -> list[dict[str, Any]] | None:
     return out
 
 
+def file_identity(reference):
+    """A protocol reference as a resume compares it: a file by its content's SHA-256 (the same file copied
+    elsewhere is the same protocol), a shipped protocol's name as it is."""
+    path = Path(os.fspath(reference)) if reference is not None else None
+    if path is None or not path.is_file():
+        return reference
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run_fingerprint(config_dict: dict, base_path) -> dict:
     """The parts of a run (``config_to_dict`` output) its checkpoints depend on, the base judge by content."""
     training = config_dict.get("training", {})
@@ -55,7 +64,7 @@ def run_fingerprint(config_dict: dict, base_path) -> dict:
     model["base_weights"] = weights_identity(base_path)
     if model["base_weights"] is not None:
         model.pop("base", None)  # the same weights moved to another folder are the same base
-    return {"protocol": config_dict.get("protocol"), "model": model, "method": training.get("method"),
+    return {"protocol": file_identity(config_dict.get("protocol")), "model": model, "method": training.get("method"),
             "lora": training.get("lora") if training.get("method") == "lora" else None}
 
 
