@@ -48,7 +48,7 @@ judge gains the phrase tokens and, when ``--imatch-steps`` / ``--imatch-stage`` 
 template text as single tokens (``model.protocols``). ``--varied`` draws every training scene with
 ``scenes.VARIED`` (backgrounds, sizes, outlines, up to five shapes, counts 1-4); the iMatch stages ask
 iMatch's questions beside EvalAlign's. The embedded judge: the first one with ``--base``, ``--varied``, a
-colour-and-count element stage and three such stages (the command in its README; 1,575 s on 2 threads).
+colour-and-count element stage and three such stages (the command in its README; 1,578 s on 2 threads).
 
 With ``--install`` the trained judge is copied to ``evalalign_metric/assets/judge`` (weights, processor,
 sidecar, protocol, a README saying what it is for: synthetic scenes, not photographs).
@@ -729,6 +729,11 @@ def main(argv=None) -> int:
     parser.add_argument("--install-from", default=None,
                         help="skip training: install this already trained judge folder (scored on the held-out set)")
     args = parser.parse_args(argv)
+    if args.relations_like_evalalign and not (args.base and (args.imatch_steps or args.imatch_stage)
+                                              and args.phrase_tokens):
+        raise SystemExit("--relations-like-evalalign needs --base, --imatch-steps or --imatch-stage, and the "
+                         "phrase tokens (no --no-phrase-tokens): it starts the iMatch relation tokens a base "
+                         "judge gains")
 
     import torch
 
@@ -825,7 +830,7 @@ def main(argv=None) -> int:
     # a base judge gains the phrase tokens and iMatch's template text its tokenizer lacks (build.add_phrase_tokens):
     # spelled out, an iMatch question is 60-96 tokens, as single tokens 12-21
     like = (dict(zip(scenes.imatch_spatial_phrases(), scenes.spatial_phrases()))
-            if args.relations_like_evalalign and imatch_stages and args.phrase_tokens else {})
+            if args.relations_like_evalalign else {})
     first = ({"base": args.base, "phrase_tokens": phrases if args.phrase_tokens else [],
               "protocols": ["imatch"] if imatch_stages else [], "phrase_tokens_like": like} if args.base else
              {"build": spec, "vocabulary": vocabulary,

@@ -70,3 +70,14 @@ def test_a_colours_bind_stage_asks_the_element_colour_question_beside_evalalign_
     assert script.write_bind_stage(tmp_path, "bind2", script.parse_bind("Count:10"), reverse=False,
                                    sides=True) == "evalalign"
     assert {json.loads(line)["aspect"] for line in (tmp_path / "heldout" / "bind2.jsonl").open()} == {"Count"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--relations-like-evalalign", "--imatch-steps", "10"],  # no --base: a built judge has no token to start like
+    ["--relations-like-evalalign", "--base", "j"],  # no iMatch stage: no iMatch relation token is added
+    ["--relations-like-evalalign", "--base", "j", "--imatch-steps", "10", "--no-phrase-tokens"],
+])
+def test_relations_like_evalalign_without_what_it_starts_is_refused_before_any_work(script, tmp_path, argv):
+    with pytest.raises(SystemExit, match="--relations-like-evalalign needs --base"):
+        script.main([*argv, "--work", str(tmp_path / "w")])
+    assert not (tmp_path / "w").exists()  # refused before a scene is drawn

@@ -125,17 +125,22 @@ def template_pieces(template: str) -> list[str]:
     return [p for p in re.split(r"<image>|\{elements\}|\{element\}|\{prompt\}", template) if p]
 
 
+def template_token_pieces(templates: Iterable[str]) -> list[str]:
+    """The template pieces (:func:`template_pieces`) of two or more characters that become single tokens,
+    each once, in order.
+
+    Example:
+        >>> template_token_pieces(["<image>\\nIs {element} in {prompt}?", "<image>\\nIs {element} here?"])
+        ['\\nIs ', ' in ', ' here?']
+    """
+    return list(dict.fromkeys(p for t in templates for p in template_pieces(t) if len(p) > 1))
+
+
 def compact_pieces(chat_format: str, templates: Iterable[str]) -> list[str]:
     """Texts that become single tokens: the chat format's text around the question, and template pieces."""
     fmt = get_chat_format(chat_format)
     head, _, tail = fmt.render("\0").partition("\0")
-    pieces = [p for p in (head, tail) if p]
-    for template in templates:
-        pieces.extend(p for p in template_pieces(template) if len(p) > 1)
-    seen: dict[str, None] = {}
-    for p in pieces:
-        seen.setdefault(p, None)
-    return list(seen)
+    return list(dict.fromkeys([p for p in (head, tail) if p] + template_token_pieces(templates)))
 
 
 def train_tokenizer(corpus: Sequence[str], *, vocab_size: int, pieces: Sequence[str] = ()):

@@ -262,12 +262,8 @@ class Trainer:
 
     def _corpus(self) -> tuple[list[str], list[str], list[str]]:
         """Texts, templates and option labels a built judge's tokenizer is trained for."""
-        aspects = list(self.protocol.aspects)
-        for name in self.config.model.protocols:
-            aspects.extend(load_protocol(name).aspects)
-        templates = []
-        for a in aspects:
-            templates.extend(self.config.augment.phrasings_for(a.key, a.template))
+        aspects = list(self.protocol.aspects) + self._further_aspects()
+        templates = self._phrasings(aspects)
         answers = [label for a in aspects for label in a.labels]
         step = max(1, len(self.train_annotations) // 5000)
         corpus = [build_target(self.protocol, a).question for a in self.train_annotations[::step]]
@@ -291,15 +287,21 @@ class Trainer:
             self.accelerator.wait_for_everyone()
         return os.fspath(target)
 
+    def _further_aspects(self) -> list:
+        """The aspects of ``model.protocols``: questions the judge will be asked beyond the training ones."""
+        return [a for name in self.config.model.protocols for a in load_protocol(name).aspects]
+
+    def _phrasings(self, aspects) -> list[str]:
+        """Every template these aspects are asked with in this run (``augment`` may phrase them several ways)."""
+        return [t for a in aspects for t in self.config.augment.phrasings_for(a.key, a.template)]
+
     def _add_tokens(self, model, tokenizer) -> None:
         """A base judge gains ``phrase_tokens`` and the template text of ``model.protocols`` (with this run's
         phrasings of their aspects) as single tokens, where its tokenizer lacks them."""
-        from evalalign_metric.training.build import add_phrase_tokens, template_pieces
+        from evalalign_metric.training.build import add_phrase_tokens, template_token_pieces
 
         cfg = self.config.model
-        templates = [t for name in cfg.protocols for a in load_protocol(name).aspects
-                     for t in self.config.augment.phrasings_for(a.key, a.template)]
-        pieces = [p for t in templates for p in template_pieces(t) if len(p) > 1]
+        pieces = template_token_pieces(self._phrasings(self._further_aspects()))
         for what, texts in (("phrase tokens", cfg.phrase_tokens),
                             (f"template tokens of {list(cfg.protocols)}", pieces)):
             added = add_phrase_tokens(model, tokenizer, texts, like=cfg.phrase_tokens_like)
