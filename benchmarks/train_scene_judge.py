@@ -376,11 +376,11 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
     return out
 
 
-README = """# Embedded default judge: synthetic shape scenes (NOT photographs)
+README = """# {title}: synthetic shape scenes (NOT photographs)
 
 This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower, a {text_layers}-layer Llama language
-model, a tokenizer trained for it) ships with `evalalign-metric` so that `evalalign demo` and `evalalign score`
-(without `--model`) work offline on a fresh machine. It was {origin} by
+model, a tokenizer trained for it) ships with `evalalign-metric` so that {use} work offline on a fresh machine.
+It was {origin} by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
 64x64 scenes drawn by `evalalign_metric.training.scenes` ({drawn}): direct questions
 about what is drawn first, then {asked} about {n_train} scenes and prompts that never name
@@ -469,8 +469,9 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
               metadata={"format": "pt"})
     heldout = score(staging)
     sidecar = json.loads((staging / "evalalign_judge.json").read_text())
-    sidecar["description"] = ("Default judge for synthetic shape scenes (training/scenes.py), NOT for photographs; "
-                              "see README.md")
+    own = target.name[len("judge-"):] if target.name.startswith("judge-") else None  # assets/judge-<protocol>
+    sidecar["description"] = (f"Default {f'{own} ' if own else ''}judge for synthetic shape scenes "
+                              "(training/scenes.py), NOT for photographs; see README.md")
     sidecar["heldout_agreement"] = heldout
     checked = checks(staging) if checks else {}
     sidecar.update({f"heldout_{k}": v for k, v in checked.items()})
@@ -495,7 +496,8 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
         if threads is not None:  # the thread count changes the arithmetic, hence the judge
             where = f" on {threads} CPU thread{'s' if threads != 1 else ''}"
         if "recipe" in recorded:  # the flags that shaped the judge, as its run was given them
-            command = " ".join(["python benchmarks/train_scene_judge.py", *recorded["recipe"], "--install"])
+            command = " ".join(["python benchmarks/train_scene_judge.py", *recorded["recipe"], "--install",
+                                *([f"--install-dir evalalign_metric/assets/{target.name}"] if own else [])])
         elif threads is not None:
             command = f"python benchmarks/train_scene_judge.py --threads {threads} --install"
         timing = f" (training took {recorded['train_seconds']:,.0f} s{where})"
@@ -513,7 +515,13 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
                         "square\", `scenes.imatch_spatial_phrases`).")
     projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
     imatch = "imatch" in sidecar.get("protocols", ())
+    if own:
+        title = f"Embedded {own} judge"
+        use = f"`evalalign demo` and `evalalign score --protocol {own}`\n(without `--model`)"
+    else:
+        title, use = "Embedded default judge", "`evalalign demo` and `evalalign score`\n(without `--model`)"
     (staging / "README.md").write_text(README.format(
+        title=title, use=use,
         params=params / 1e6, text_layers=spec["text_layers"], timing=timing, command=command, origin=origin,
         projector=projector, phrases=phrases, checks=checks_section(checked),
         drawn=VARIED_SCENES if "--varied" in command.split() else CLASSIC,

@@ -201,7 +201,7 @@ class EvalAlignValidation:
             if model is None:
                 from evalalign_metric.runs.defaults import default_judge
 
-                found = default_judge()
+                found = default_judge(self.protocol)
                 model = found.path
                 if not found.trained:
                     warnings.warn("EvalAlignValidation got no judge: using the untrained demo judge, whose "

@@ -136,7 +136,7 @@ def test_default_judge_warns_when_untrained(tmp_path, monkeypatch, cache_dir):
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     # as in a source tree without the embedded judge: the default is then the untrained demo judge
-    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda: tmp_path / "no-embedded-judge")
+    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda protocol=None: tmp_path / "no-embedded-judge")
     assert not defaults.default_judge().trained
     module = evaluate.load(str(MODULE_DIR), cache_dir=cache_dir)
     with pytest.warns(UserWarning, match="untrained demo judge"):

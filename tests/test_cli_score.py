@@ -501,7 +501,7 @@ def test_demo_without_the_embedded_judge_says_the_judge_is_untrained(tmp_path, m
     from evalalign_metric.runs import defaults
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda: tmp_path / "no-embedded-judge")
+    monkeypatch.setattr(defaults, "embedded_judge_dir", lambda protocol=None: tmp_path / "no-embedded-judge")
     assert cli.main(["demo", "--out-dir", str(tmp_path / "demo"), "--n-resamples", "100", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "UNTRAINED DEMO JUDGE" in err and "UNTRAINED DEMO JUDGE" in out
@@ -536,3 +536,8 @@ def test_demo_on_the_embedded_judge_ranks_the_faithful_painter_first(tmp_path):
     for key in ("alignment", "faithfulness"):
         assert rows["painter"][key]["value"] > rows["scribbler"][key]["value"], key
     assert not (tmp_path / "hf" / "evalalign" / "demo-judge").exists()  # no demo judge was built
+    # iMatch's questions go to the embedded judge trained for them, which must rank the painter first too
+    assert "iMatch protocol (judge: judge-imatch)" in result.stdout
+    assert "EvalAlign protocol (judge: judge)" in result.stdout
+    imatch = json.loads((tmp_path / "demo" / "imatch" / "leaderboard.json").read_text())
+    assert imatch["demo_judge"] is False and imatch["rows"][0]["name"] == "painter"

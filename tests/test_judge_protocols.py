@@ -68,16 +68,31 @@ def test_a_judge_asked_a_protocol_it_names_or_with_no_list_does_not_warn(tiny_di
     assert _untrained_warnings(caught) == []
 
 
-def test_the_embedded_judge_names_what_it_was_trained_for():
+@pytest.mark.parametrize("protocol", ["evalalign", "imatch"])
+def test_each_shipped_protocol_gets_an_embedded_judge_trained_for_it(protocol):
     from evalalign_metric.judge.chat import read_sidecar
-    from evalalign_metric.runs.defaults import default_judge_path
+    from evalalign_metric.runs.defaults import default_judge
 
-    listed = read_sidecar(default_judge_path())["protocols"]
-    assert "evalalign" in listed
+    found = default_judge(protocol)
+    assert found.trained and protocol in read_sidecar(found.path)["protocols"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        EvalAlignScore(model=str(default_judge_path()), protocol="evalalign")
+        EvalAlignScore(model=str(found.path), protocol=protocol)
     assert _untrained_warnings(caught) == []
+
+
+def test_the_imatch_protocol_however_given_goes_to_the_embedded_imatch_judge():
+    from importlib import resources
+
+    from evalalign_metric.runs.defaults import default_judge_path, embedded_judge_dir
+
+    imatch = default_judge_path("imatch")
+    assert imatch.name == "judge-imatch" and imatch.parent == embedded_judge_dir().parent
+    assert default_judge_path(load_protocol("imatch")) == imatch
+    shipped_file = resources.files("evalalign_metric.protocol") / "data" / "imatch.json"
+    assert default_judge_path(str(shipped_file)) == imatch  # the shipped protocol file, given by its path
+    assert default_judge_path() == default_judge_path("evalalign") == embedded_judge_dir()
+    assert embedded_judge_dir().name == "judge"
 
 
 def test_trained_protocols_name_each_shipped_protocol_a_stage_asks_word_for_word():

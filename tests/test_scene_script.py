@@ -81,3 +81,29 @@ def test_relations_like_evalalign_without_what_it_starts_is_refused_before_any_w
     with pytest.raises(SystemExit, match="--relations-like-evalalign needs --base"):
         script.main([*argv, "--work", str(tmp_path / "w")])
     assert not (tmp_path / "w").exists()  # refused before a scene is drawn
+
+
+def test_an_installed_judge_says_which_protocol_it_is_the_default_for(script, tmp_path):
+    from evalalign_metric.testing import build_tiny_judge
+
+    work = tmp_path / "run"
+    judge = build_tiny_judge(work / "judge")
+    recipe = ["--threads", "2", "--base", "/tmp/judge-v1", "--imatch-steps", "10"]
+    (work / "result.json").write_text(json.dumps({"recipe": recipe, "threads": 2, "train_seconds": 12.0}))
+    spec = {"text_layers": 2, "vision": "swin", "projector": "linear"}
+    heldout = {"alignment/Count": {"srcc": 0.5, "accuracy": 0.6, "n": 10}}
+    for name, title in (("judge", "Embedded default judge"), ("judge-imatch", "Embedded imatch judge")):
+        target = tmp_path / "assets" / name
+        script.install(judge, target, score=lambda folder: heldout, n_train=100, spec=spec)
+        readme = (target / "README.md").read_text()
+        sidecar = json.loads((target / "evalalign_judge.json").read_text())
+        assert readme.startswith(f"# {title}:") and sidecar["heldout_agreement"] == heldout
+        reproduce = readme.split("Reproduce: `", 1)[1].split("`", 1)[0]
+        assert reproduce.startswith("python benchmarks/train_scene_judge.py --threads 2 --base /tmp/judge-v1")
+        if name == "judge":
+            assert "--install-dir" not in reproduce and "evalalign demo` and `evalalign score`" in readme
+            assert sidecar["description"].startswith("Default judge for")
+        else:  # the command reinstalls it where it was, and the README says where it is the default
+            assert reproduce.endswith("--install --install-dir evalalign_metric/assets/judge-imatch")
+            assert "`evalalign score --protocol imatch`" in readme
+            assert sidecar["description"].startswith("Default imatch judge for")

@@ -1,13 +1,13 @@
 """``evalalign demo``: the whole pipeline on a small image set drawn on the spot, offline, in a minute.
 
 Draws ten synthetic shape scenes for each of two pretend text-to-image models (``painter`` draws each
-prompt as written; ``scribbler`` gets part of it wrong and draws torn, distorted shapes), scores them with
-the default judge under both shipped protocols, prints the two leaderboards and writes ``report.html`` and
-``report.png`` (EvalAlign's questions) and ``imatch/report.html`` and ``imatch/report.png`` (iMatch's overall
-15-level match and per-element yes/no questions). The embedded
-judge was trained on such scenes (``evalalign_metric/assets/judge/README.md``); it knows nothing about
-photographs. Without it (a source tree where it was removed), the default judge is a tiny untrained one
-and the output says so.
+prompt as written; ``scribbler`` gets part of it wrong and draws torn, distorted shapes), scores them under
+both shipped protocols, each with its default judge, prints the two leaderboards and writes ``report.html``
+and ``report.png`` (EvalAlign's questions, the embedded judge ``assets/judge``) and ``imatch/report.html``
+and ``imatch/report.png`` (iMatch's overall 15-level match and per-element yes/no questions, the embedded
+iMatch judge ``assets/judge-imatch``). The embedded judges were trained on such scenes (their
+``README.md``); they know nothing about photographs. Without them (a source tree where they were removed),
+the default judge is a tiny untrained one and the output says so.
 
 Example:
     >>> import argparse
@@ -57,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out-dir {args.out_dir!r} cannot be created: {exc.strerror or exc}") from None
     if args.n_resamples < 0:
         raise InputError(f"--n-resamples must be >= 0; got {args.n_resamples}")
-    judge = default_judge()
-    if not judge.trained:
+    judges = {protocol: default_judge(protocol) for protocol in ("evalalign", "imatch")}
+    untrained = any(not judge.trained for judge in judges.values())
+    if untrained:
         print(f"evalalign demo: {DEMO_JUDGE_NOTE}", file=sys.stderr)
     folders = write_demo_images(out_dir / "images")
-    tag = model_fingerprint(judge.path)[:10]  # a new judge starts new results files instead of refusing the old
     for protocol, title in (("evalalign", "EvalAlign"), ("imatch", "iMatch")):
+        judge = judges[protocol]
+        tag = model_fingerprint(judge.path)[:10]  # a new judge starts new results files, not refusing the old
         report_dir = out_dir if protocol == "evalalign" else out_dir / protocol
         suffix = "" if protocol == "evalalign" else f"-{protocol}"
         runs, results = [], []
@@ -82,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
             runs, n_resamples=args.n_resamples, seed=0, demo_judge=not judge.trained, results=results
         )
         paths = write_report(board, report_dir)
-        print(f"{title} protocol\n{format_leaderboard(board)}")
+        named = judge.path.name if judge.trained else "the untrained demo judge"
+        print(f"{title} protocol (judge: {named})\n{format_leaderboard(board)}")
         print(f"report: {paths['html']}\nchart:  {paths['png']}\n")
     print(f"images: {out_dir / 'images'}")
-    if not judge.trained:
+    if untrained:
         print(
             "These scores come from an UNTRAINED DEMO JUDGE (random weights): they show the pipeline and the "
             "report, not the quality of the images."

@@ -132,12 +132,12 @@ def quiet_transformers() -> None:
         pass
 
 
-def note_demo_judge(model: str | None) -> None:
-    """Tell the user, on stderr, when the default judge is the untrained demo judge."""
+def note_demo_judge(model: str | None, protocol) -> None:
+    """Tell the user, on stderr, when the default judge for ``protocol`` is the untrained demo judge."""
     if model is None:
         from evalalign_metric.runs.defaults import default_judge
 
-        if not default_judge().trained:
+        if not default_judge(protocol).trained:
             print(f"evalalign: {DEMO_JUDGE_NOTE}", file=sys.stderr)
 
 
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = DistContext.from_env()
     summary = score_folder(args.images_dir, out=args.out, **score_kwargs(args))
     if ctx.is_main:
-        note_demo_judge(args.model)
+        note_demo_judge(args.model, args.protocol)
         if args.format == "json":
             print(json.dumps(summary.data, indent=1))
         else:

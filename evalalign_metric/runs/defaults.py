@@ -1,15 +1,20 @@
 """The judge used when none is named: the embedded one, else a small untrained demo judge.
 
-The package embeds its default judge as a native checkpoint folder at ``evalalign_metric/assets/judge``.
-While that folder is absent, the default is a tiny random LLaVA judge built offline (no download) by
-:func:`evalalign_metric.testing.build_tiny_judge` and cached under ``$HF_HOME/evalalign/demo-judge/``. Its
-scores exercise the whole pipeline but mean nothing: callers show :attr:`DefaultJudge.trained` to users.
-Shipping a trained judge in ``assets/judge`` switches every caller to it with no code change.
+The package embeds its default judge as a native checkpoint folder at ``evalalign_metric/assets/judge``,
+and a judge for one protocol alone at ``assets/judge-<protocol name>`` (``assets/judge-imatch``: one small
+model did not hold both protocols' figures): :func:`default_judge` takes the protocol being asked and returns
+that protocol's own embedded judge where there is one. While no embedded judge is there, the default is a
+tiny random LLaVA judge built offline (no download) by :func:`evalalign_metric.testing.build_tiny_judge` and
+cached under ``$HF_HOME/evalalign/demo-judge/``. Its scores exercise the whole pipeline but mean nothing:
+callers show :attr:`DefaultJudge.trained` to users. Shipping a trained judge in ``assets/judge`` (or
+``assets/judge-<protocol name>``) switches every caller to it with no code change.
 
 Example:
     >>> info = default_judge()
     >>> (info.path / "config.json").is_file(), isinstance(info.trained, bool)
     (True, True)
+    >>> default_judge("imatch").path.name
+    'judge-imatch'
 """
 
 from __future__ import annotations
@@ -31,9 +36,25 @@ class DefaultJudge:
     trained: bool
 
 
-def embedded_judge_dir() -> Path:
-    """Where the package's trained judge lives (it may not exist)."""
-    return Path(os.fspath(resources.files("evalalign_metric"))) / "assets" / "judge"
+def embedded_judge_dir(protocol=None) -> Path:
+    """Where the package's trained judge for ``protocol`` lives (it may not exist).
+
+    ``protocol`` is what :func:`evalalign_metric.protocol.load_protocol` takes (a name, a file, a
+    ``Protocol``); ``assets/judge-<its name>`` when the package ships one, else ``assets/judge``.
+    """
+    assets = Path(os.fspath(resources.files("evalalign_metric"))) / "assets"
+    if protocol is not None:
+        own = assets / f"judge-{protocol_name(protocol)}"
+        if (own / "config.json").is_file():
+            return own
+    return assets / "judge"
+
+
+def protocol_name(protocol) -> str:
+    """The name of a protocol given as :func:`~evalalign_metric.protocol.load_protocol` takes it."""
+    from evalalign_metric.protocol import load_protocol
+
+    return load_protocol(protocol).name
 
 
 def demo_judge_cache_dir() -> Path:
@@ -74,9 +95,10 @@ def _build_demo_judge(target: Path) -> Path:
     return target
 
 
-def default_judge() -> DefaultJudge:
-    """The embedded trained judge if the package ships one, else the cached (or freshly built) demo judge."""
-    embedded = embedded_judge_dir()
+def default_judge(protocol=None) -> DefaultJudge:
+    """The embedded trained judge for ``protocol`` (see :func:`embedded_judge_dir`) if the package ships
+    one, else the cached (or freshly built) demo judge."""
+    embedded = embedded_judge_dir(protocol)
     if (embedded / "config.json").is_file():
         return DefaultJudge(embedded, trained=not (embedded / DEMO_MARKER).exists())
     cached = demo_judge_cache_dir()
@@ -85,9 +107,9 @@ def default_judge() -> DefaultJudge:
     return DefaultJudge(cached, trained=False)
 
 
-def default_judge_path() -> Path:
-    """Path of the default judge folder (see :func:`default_judge`)."""
-    return default_judge().path
+def default_judge_path(protocol=None) -> Path:
+    """Path of the default judge folder for ``protocol`` (see :func:`default_judge`)."""
+    return default_judge(protocol).path
 
 
 def is_demo_judge(path: str | os.PathLike) -> bool:

@@ -138,11 +138,11 @@ def _dtype_name(dtype: Any, device: str | None) -> str:
     return str(parse_dtype(dtype, resolved)).replace("torch.", "")
 
 
-def _resolve_model(model: str | os.PathLike | None) -> tuple[str, Path]:
+def _resolve_model(model: str | os.PathLike | None, protocol) -> tuple[str, Path]:
     from evalalign_metric.judge.loading import resolve_reference
     from evalalign_metric.runs.defaults import default_judge_path
 
-    reference = os.fspath(model) if model is not None else os.fspath(default_judge_path())
+    reference = os.fspath(model) if model is not None else os.fspath(default_judge_path(protocol))
     return reference, resolve_reference(reference)
 
 
@@ -318,7 +318,8 @@ def score_folder(
         images_dir: folder of generated images (``<prompt_id>.<ext>``, or the paths of a manifest).
         prompts: ``"official"`` (default), ``"official-alignment"``, ``"official-faithfulness"``, a prompts
             file or a manifest (see :mod:`evalalign_metric.runs.prompts`).
-        model: judge folder or reference; default :func:`~evalalign_metric.runs.defaults.default_judge_path`.
+        model: judge folder or reference; default the embedded judge for ``protocol``
+            (:func:`~evalalign_metric.runs.defaults.default_judge_path`).
         protocol: protocol name or file.
         out: results file (``.jsonl``); default ``<images_dir>/evalalign/results.jsonl``.
         device, dtype: where and in which precision the judge runs (default CUDA/bf16 if available, CPU/fp32).
@@ -345,7 +346,7 @@ def score_folder(
     _check_writable(paths)
     ctx = dist if dist is not None else DistContext.from_env()
     device = ctx.device(device)
-    reference, folder = _resolve_model(model)
+    reference, folder = _resolve_model(model, protocol)
     header = make_header(
         model_identity(reference, folder), protocol_identity(protocol), scoring, _dtype_name(dtype, device)
     )

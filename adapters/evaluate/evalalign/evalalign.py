@@ -114,7 +114,7 @@ class EvalAlign(evaluate.Metric):
         if reference is None:
             from evalalign_metric.runs.defaults import default_judge
 
-            found = default_judge()
+            found = default_judge(self.protocol)
             reference = str(found.path)
             if not found.trained:
                 warnings.warn(
