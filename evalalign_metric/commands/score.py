@@ -75,7 +75,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="REF",
-        help="judge checkpoint folder or reference (default: the installed default judge)",
+        help="judge checkpoint folder or reference (default: the embedded judge for --protocol)",
     )
     add_device_option(parser)
     parser.add_argument("--dtype", default=None, help="auto (default), float32, float16 or bfloat16")
