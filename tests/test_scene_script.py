@@ -92,7 +92,7 @@ def test_an_installed_judge_says_which_protocol_it_is_the_default_for(script, tm
     (work / "result.json").write_text(json.dumps({"recipe": recipe, "threads": 2, "train_seconds": 12.0}))
     spec = {"text_layers": 2, "vision": "swin", "projector": "linear"}
     heldout = {"alignment/Count": {"srcc": 0.5, "accuracy": 0.6, "n": 10}}
-    for name, title in (("judge", "Embedded default judge"), ("judge-imatch", "Embedded imatch judge")):
+    for name, title in (("judge", "Embedded default judge"), ("judge-imatch", "Embedded iMatch judge")):
         target = tmp_path / "assets" / name
         script.install(judge, target, score=lambda folder: heldout, n_train=100, spec=spec)
         readme = (target / "README.md").read_text()
@@ -106,4 +106,4 @@ def test_an_installed_judge_says_which_protocol_it_is_the_default_for(script, tm
         else:  # the command reinstalls it where it was, and the README says where it is the default
             assert reproduce.endswith("--install --install-dir evalalign_metric/assets/judge-imatch")
             assert "`evalalign score --protocol imatch`" in readme
-            assert sidecar["description"].startswith("Default imatch judge for")
+            assert sidecar["description"].startswith("Default iMatch judge for")
