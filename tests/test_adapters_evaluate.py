@@ -142,3 +142,10 @@ def test_default_judge_warns_when_untrained(tmp_path, monkeypatch, cache_dir):
     with pytest.warns(UserWarning, match="untrained demo judge"):
         out = module.compute(predictions=[Image.new("RGB", (40, 40), "red")], references=["a cat"])
     assert out["num_images"] == 1.0 and 0.0 <= out["overall"] <= 1.0
+
+
+def test_with_no_judge_named_the_module_loads_the_embedded_judge_of_its_protocol(cache_dir):
+    module = evaluate.load(str(MODULE_DIR), cache_dir=cache_dir, protocol="imatch")
+    assert Path(module._judge().identity["model"]).name == "judge-imatch"
+    default = evaluate.load(str(MODULE_DIR), cache_dir=cache_dir)
+    assert Path(default._judge().identity["model"]).name == "judge"

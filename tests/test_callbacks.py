@@ -404,3 +404,10 @@ def test_example_training_script_on_two_processes(judge_dir, tmp_path):
     # The validation pipeline shares the trained UNet: the LoRA updates between steps 2 and 4 show.
     assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(saved[2], saved[4]))
     assert (out / "pytorch_lora_weights.safetensors").is_file()
+
+
+@pytest.mark.parametrize("protocol, folder", [("evalalign", "judge"), ("imatch", "judge-imatch")])
+def test_with_no_judge_named_the_callback_loads_the_embedded_judge_of_its_protocol(protocol, folder):
+    judge = EvalAlignValidation(protocol=protocol).judge_for(torch.device("cpu"))
+    assert Path(judge.identity["model"]).name == folder
+    assert protocol in judge.identity["protocols"]
