@@ -105,8 +105,8 @@ class EvalAlignValidation:
     """Score a text-to-image pipeline during training with an EvalAlign judge; call it on every rank.
 
     Args:
-        model: judge folder or model reference; ``None`` uses the package's default judge (warns when that
-            is the untrained demo judge). Ignored if ``judge`` is given.
+        model: judge folder or model reference; ``None`` uses the package's default judge for ``protocol``
+            (warns when that is the untrained demo judge). Ignored if ``judge`` is given.
         judge: an already loaded :class:`~evalalign_metric.judge.Judge`.
         prompts, elements: validation prompts and their elements (``result_info`` form, ``None`` or ``{}``);
             default: :func:`default_validation_prompts` (``num_prompts``, ``prompt_seed``).

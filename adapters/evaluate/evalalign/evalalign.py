@@ -42,7 +42,8 @@ Args:
         `element_extractor` given at load time, else they are scored on faithfulness only.
 Load-time options (`evaluate.load(path, config_name, **options)`):
     config_name: the judge, a local checkpoint folder or model reference (same as `model=`). Without one,
-        the package's default judge is used (a warning says when that is an untrained demo judge).
+        the package's default judge for `protocol` is used (a warning says when that is an untrained demo
+        judge).
     model, protocol ("evalalign"), scoring ("argmax" | "expectation"), device, dtype, batch_size, revision,
     element_extractor, use_official_elements, judge_kwargs: as for `evalalign_metric.EvalAlignScore`.
 Returns:
