@@ -469,10 +469,12 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
               metadata={"format": "pt"})
     heldout = score(staging)
     sidecar = json.loads((staging / "evalalign_judge.json").read_text())
+    from evalalign_metric.commands.demo import PROTOCOL_TITLES
+
     own = target.name[len("judge-"):] if target.name.startswith("judge-") else None  # assets/judge-<protocol>
-    which = f"{PROTOCOL_TITLES.get(own, own)} " if own else ""
-    sidecar["description"] = (f"Default {which}judge for synthetic shape scenes (training/scenes.py), NOT for "
-                              "photographs; see README.md")
+    shown = PROTOCOL_TITLES.get(own, own) if own else None
+    sidecar["description"] = (f"Default {shown + ' ' if own else ''}judge for synthetic shape scenes "
+                              "(training/scenes.py), NOT for photographs; see README.md")
     sidecar["heldout_agreement"] = heldout
     checked = checks(staging) if checks else {}
     sidecar.update({f"heldout_{k}": v for k, v in checked.items()})
@@ -517,7 +519,7 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
     projector = {"mlp": "LLaVA's GELU MLP", "linear": "a norm-keeping linear map"}[spec.get("projector", "mlp")]
     imatch = "imatch" in sidecar.get("protocols", ())
     if own:
-        title = f"Embedded {PROTOCOL_TITLES.get(own, own)} judge"
+        title = f"Embedded {shown} judge"
         use = f"`evalalign demo` and `evalalign score --protocol {own}`\n(without `--model`)"
     else:
         title, use = "Embedded default judge", "`evalalign demo` and `evalalign score`\n(without `--model`)"
@@ -534,8 +536,6 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
     os.replace(staging, target)
     return heldout, checked
 
-
-PROTOCOL_TITLES = {"evalalign": "EvalAlign", "imatch": "iMatch"}  # how a protocol's name is written in prose
 
 # flags that only say where the run works or what it does with the judge, not how the judge is made
 PLACE_FLAGS = {"--work": 1, "--fresh": 0, "--install": 0, "--install-dir": 1, "--install-from": 1}

@@ -25,6 +25,8 @@ from pathlib import Path
 from evalalign_metric.commands._args import add_command, add_device_option, add_progress_options
 from evalalign_metric.commands.score import DEMO_JUDGE_NOTE, quiet_transformers
 
+PROTOCOL_TITLES = {"evalalign": "EvalAlign", "imatch": "iMatch"}  # the protocols scored, in order, as printed
+
 
 def register(subparsers) -> None:
     parser = add_command(
@@ -57,13 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out-dir {args.out_dir!r} cannot be created: {exc.strerror or exc}") from None
     if args.n_resamples < 0:
         raise InputError(f"--n-resamples must be >= 0; got {args.n_resamples}")
-    judges = {protocol: default_judge(protocol) for protocol in ("evalalign", "imatch")}
+    judges = {protocol: default_judge(protocol) for protocol in PROTOCOL_TITLES}
     untrained = any(not judge.trained for judge in judges.values())
     if untrained:
         print(f"evalalign demo: {DEMO_JUDGE_NOTE}", file=sys.stderr)
     folders = write_demo_images(out_dir / "images")
-    for protocol, title in (("evalalign", "EvalAlign"), ("imatch", "iMatch")):
-        judge = judges[protocol]
+    for protocol, judge in judges.items():
         tag = model_fingerprint(judge.path)[:10]  # a new judge starts new results files, not refusing the old
         report_dir = out_dir if protocol == "evalalign" else out_dir / protocol
         suffix = "" if protocol == "evalalign" else f"-{protocol}"
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         )
         paths = write_report(board, report_dir)
         named = judge.path.name if judge.trained else "the untrained demo judge"
-        print(f"{title} protocol (judge: {named})\n{format_leaderboard(board)}")
+        print(f"{PROTOCOL_TITLES[protocol]} protocol (judge: {named})\n{format_leaderboard(board)}")
         print(f"report: {paths['html']}\nchart:  {paths['png']}\n")
     print(f"images: {out_dir / 'images'}")
     if untrained:

@@ -44,17 +44,12 @@ def embedded_judge_dir(protocol=None) -> Path:
     """
     assets = Path(os.fspath(resources.files("evalalign_metric"))) / "assets"
     if protocol is not None:
-        own = assets / f"judge-{protocol_name(protocol)}"
+        from evalalign_metric.protocol import load_protocol
+
+        own = assets / f"judge-{load_protocol(protocol).name}"
         if (own / "config.json").is_file():
             return own
     return assets / "judge"
-
-
-def protocol_name(protocol) -> str:
-    """The name of a protocol given as :func:`~evalalign_metric.protocol.load_protocol` takes it."""
-    from evalalign_metric.protocol import load_protocol
-
-    return load_protocol(protocol).name
 
 
 def demo_judge_cache_dir() -> Path:
