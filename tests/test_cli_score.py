@@ -541,3 +541,16 @@ def test_demo_on_the_embedded_judge_ranks_the_faithful_painter_first(tmp_path):
     assert "EvalAlign protocol (judge: judge)" in result.stdout
     imatch = json.loads((tmp_path / "demo" / "imatch" / "leaderboard.json").read_text())
     assert imatch["demo_judge"] is False and imatch["rows"][0]["name"] == "painter"
+
+
+@pytest.mark.parametrize("protocol, folder", [("evalalign", "judge"), ("imatch", "judge-imatch")])
+def test_score_without_a_model_uses_the_embedded_judge_of_its_protocol(tmp_path, protocol, folder):
+    from evalalign_metric import cli
+    from evalalign_metric.runs.demo_set import PROMPTS_FILES, write_demo_images
+
+    folders = write_demo_images(tmp_path / "images")
+    out = tmp_path / "results.jsonl"
+    assert cli.main(["score", str(folders["painter"]), "--prompts", str(tmp_path / "images" / PROMPTS_FILES[protocol]),
+                     "--protocol", protocol, "--out", str(out), "--no-progress"]) == 0
+    header = json.loads(out.read_text().splitlines()[0])
+    assert Path(header["model"]["reference"]).name == folder and header["protocol"]["name"] == protocol
