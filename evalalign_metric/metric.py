@@ -89,7 +89,8 @@ class EvalAlignScore(Metric):
             protocols whose element aspects are EvalAlign's six. ``compute()`` reports per source
             (``elements_from/caller``, ``/file``, ``/official``, ``/extractor``, ``/parser``) how many
             prompts got their elements there.
-        device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`.
+        device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`
+            (with ``judge=``, the judge's own engine sets the batch size; ``batch_size`` is still checked).
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_fn``, ...).
     """
 
@@ -122,6 +123,8 @@ class EvalAlignScore(Metric):
         self.scoring = scoring or self.protocol.default_scoring
         if self.scoring not in SCORING_MODES:
             raise InputError(f"scoring={scoring!r}; expected one of {SCORING_MODES}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}; expected a whole number >= 1")
         if judge is None:
             if model is None:
                 raise InputError("EvalAlignScore needs model= (a judge folder or reference) or judge=")

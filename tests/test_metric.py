@@ -211,3 +211,26 @@ def test_merge_state_refuses_other_judges_protocols_and_scoring(tiny_judge_facto
         mine.merge_state(EvalAlignScore(model=tiny_judge_path, scoring="expectation"))
     for key, value in mine.metric_state.items():  # nothing was added before refusing
         assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_batch_size_is_checked_whatever_the_judge_source(tiny_judge_path, batch_size):
+    judge = load_judge(tiny_judge_path)
+    with pytest.raises(InputError, match=f"batch_size={batch_size!r}; expected a whole number >= 1"):
+        EvalAlignScore(judge=judge, batch_size=batch_size)
+    with pytest.raises(InputError, match=f"batch_size={batch_size!r}"):
+        EvalAlignScore(model=tiny_judge_path, batch_size=batch_size)
+
+
+def test_truncated_lazy_png_is_reported_with_its_index(metric, tmp_path):
+    import io
+
+    noise = torch.randint(0, 256, (24, 24, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    buffer = io.BytesIO()
+    Image.fromarray(noise.numpy()).save(buffer, format="PNG")
+    (tmp_path / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "whole.png").write_bytes(buffer.getvalue())
+    whole, cut = Image.open(tmp_path / "whole.png"), Image.open(tmp_path / "cut.png")  # lazily: not decoded yet
+    with pytest.raises(InputError, match=r"images\[1\] \(.*cut\.png\) could not be decoded: image file is truncated"):
+        metric.update([whole, cut], ["a cat", "a dog"])
+    assert int(metric.num_images) == 0
