@@ -133,7 +133,7 @@ class JudgeFamily:
     prefix_sharing = True
     chat = "format"
     pad_to_square = True
-    lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+    lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$"
     training_shared_vision = False
     image_option_names: tuple[str, ...] = ()
 

@@ -28,4 +28,4 @@ class Idefics3Family(JudgeFamily):
     model_class = "Idefics3ForConditionalGeneration"
     chat = "template"
     pad_to_square = False
-    lora_target_modules = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+    lora_target_modules = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj)$"

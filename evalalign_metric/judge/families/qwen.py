@@ -41,7 +41,7 @@ class QwenVLFamily(JudgeFamily):
     image_token = "<|image_pad|>"
     chat = "template"
     pad_to_square = False
-    lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+    lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$"
     image_option_names = ("min_pixels", "max_pixels")
 
     def check_image_options(self, options):
