@@ -30,8 +30,14 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .errors import InputError
+from evalalign_metric.errors import InputError
+from evalalign_metric.protocol import Protocol, load_protocol
+from evalalign_metric.protocol.schema import SCORING_MODES
+
+if TYPE_CHECKING:
+    from evalalign_metric.scoring import ImageResult
 
 CATEGORIES = ("object", "human", "animal", "food", "location", "activity", "attribute", "color", "material",
               "shape", "counting", "spatial", "other")
@@ -60,6 +66,27 @@ def split_element(key: str) -> tuple[str, str]:
     for separator in ("-", "/"):
         label = label.split(separator)[0].strip()
     return name.strip(), label if label in CATEGORIES else "other"
+
+
+def category_key(aspect_key: str, element: str) -> str:
+    """The per-category result key of a per-element answer.
+
+    Example:
+        >>> category_key("element/match", "puffin (animal)")
+        'element/match/animal'
+    """
+    return f"{aspect_key}/{split_element(element)[1]}"
+
+
+def category_keys(protocol: Protocol | str) -> list[str]:
+    """Every per-category key of the protocol's per-element aspects (empty for ``"evalalign"``).
+
+    Example:
+        >>> category_keys("imatch")[:2], category_keys("evalalign")
+        (['element/match/object', 'element/match/human'], [])
+    """
+    protocol = load_protocol(protocol)
+    return [f"{a.key}/{c}" for a in protocol.aspects if a.per_element for c in CATEGORIES]
 
 
 @dataclass(frozen=True)
@@ -274,6 +301,62 @@ def _score(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InputError(f"{what}: expected a finite number, got {value!r}")
     return float(value)
+
+
+def evalmuse_predictions(records, results: Sequence[ImageResult], *, scoring: str = "expectation",
+                         overall_aspect: str = "imatch/overall", element_aspect: str = "element/match",
+                         ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-image predictions ``(total_scores, element_scores)`` for
+    :func:`evalalign_metric.evalmuse.write_submission`, from :func:`score_images` results.
+
+    Args:
+        records: the EvalMuse records that were scored, in the order of ``results``
+            (see :func:`evalalign_metric.elements.evalmuse_inputs`), or anything
+            :func:`~evalalign_metric.evalmuse.load_records` reads.
+        results: one :class:`ImageResult` per record, scored with the ``"imatch"`` protocol (or any protocol
+            with an overall aspect ``overall_aspect`` and a per-element aspect ``element_aspect``).
+        scoring: ``"expectation"`` (continuous, the challenge's choice) or ``"argmax"``.
+
+    Returns:
+        ``{img_path: overall score}`` and ``{img_path: {element key: element score}}``.
+
+    Example:
+        >>> from evalalign_metric.scoring import ImageResult, QuestionResult
+        >>> recs = parse_records([{"img_path": "m/1.png", "prompt": "a cat",
+        ...                        "element_score": {"cat (animal)": None}}])
+        >>> res = [ImageResult("a cat", [
+        ...     QuestionResult("imatch/overall", "...", ("A", "O"), [0.25, 0.75], 0.0, 5.0, 4.0),
+        ...     QuestionResult("element/match", "...", ("Yes", "No"), [0.9, 0.1], 0.0, 1.0, 0.9,
+        ...                    element="cat (animal)")])]
+        >>> evalmuse_predictions(recs, res)
+        ({'m/1.png': 4.0}, {'m/1.png': {'cat (animal)': 0.9}})
+    """
+    if scoring not in SCORING_MODES:
+        raise InputError(f"scoring={scoring!r}; expected one of {SCORING_MODES}")
+    if not (isinstance(records, Sequence) and all(isinstance(r, EvalMuseRecord) for r in records)):
+        records = load_records(records, check_range=False)
+    if len(records) != len(results):
+        raise InputError(f"records ({len(records)}) and results ({len(results)}) must have the same length")
+    totals: dict[str, float] = {}
+    elements: dict[str, dict[str, float]] = {}
+    for i, (record, result) in enumerate(zip(records, results)):
+        where = f"results[{i}] (img_path {record.img_path!r})"
+        if record.prompt is not None and result.prompt != record.prompt:
+            raise InputError(f"{where} was scored against prompt {result.prompt!r}, not the record's "
+                             f"{record.prompt!r}: results must follow the records' order")
+        overall = [q.score(scoring) for q in result.questions if q.aspect == overall_aspect]
+        if len(overall) != 1 or math.isnan(overall[0]):
+            raise InputError(f"{where} has no {overall_aspect!r} score; score the images with a protocol "
+                             "that asks it (protocol='imatch')")
+        totals[record.img_path] = overall[0]
+        found = {q.element: q.score(scoring) for q in result.questions
+                 if q.aspect == element_aspect and q.element is not None}
+        missing = [k for k in record.elements if k not in found]
+        if missing:
+            raise InputError(f"{where} has no {element_aspect!r} answer for element(s) {missing}; pass the "
+                             "records' elements when scoring (evalmuse_inputs)")
+        elements[record.img_path] = {k: found[k] for k in record.elements}
+    return totals, elements
 
 
 def build_submission(records: Sequence[EvalMuseRecord], total_scores: Mapping[str, float],

@@ -44,10 +44,13 @@ from torchmetrics.utilities import rank_zero_warn
 
 from evalalign_metric.elements import SOURCES
 from evalalign_metric.errors import InputError
-from evalalign_metric.functional import SCORING_MODES, aggregate, category_keys, score_images
+from evalalign_metric.evalmuse import category_keys
+from evalalign_metric.functional import _score_pil
+from evalalign_metric.images import to_pil_images
 from evalalign_metric.judge import Judge, load_judge
 from evalalign_metric.judge.protocols import warn_if_untrained
 from evalalign_metric.protocol import Protocol, load_protocol
+from evalalign_metric.scoring import ScoreBatch, _compute, _diagnostics, _update, check_scoring
 
 
 class _SharedJudge:
@@ -120,9 +123,7 @@ class EvalAlignScore(Metric):
     ) -> None:
         super().__init__(**kwargs)
         self.protocol = load_protocol(protocol)
-        self.scoring = scoring or self.protocol.default_scoring
-        if self.scoring not in SCORING_MODES:
-            raise InputError(f"scoring={scoring!r}; expected one of {SCORING_MODES}")
+        self.scoring = check_scoring(scoring or self.protocol.default_scoring)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size={batch_size!r}; expected a whole number >= 1")
         if judge is None:
@@ -174,30 +175,12 @@ class EvalAlignScore(Metric):
         """Score a batch: ``images`` (uint8 ``(N,3,H,W)``, float in [0,1] with ``normalize=True``, or PIL),
         ``prompts`` (one per image) and optional per-prompt ``elements`` (``{"Object": "cat;"}`` for
         ``"evalalign"``; element keys ``["puffin (animal)", ...]`` for ``"imatch"``)."""
-        from evalalign_metric.images import to_pil_images
-
         pil = to_pil_images(images, normalize=self.normalize)
-        results = score_images(self.judge, self.protocol, pil, prompts, elements,
-                               extractor=self.element_extractor, use_official_elements=self.use_official_elements,
-                               element_table=self.element_table, parse_elements=self.parse_elements)
-        sums = torch.zeros_like(self.score_sum)
-        counts = torch.zeros_like(self.score_count)
-        asked = torch.zeros_like(self.asked)
-        outside = 0.0
-        has_element_aspects = any(a.needs_elements for a in self.protocol.aspects)
-        for result in results:
-            for q in result.questions:
-                outside += q.outside_mass
-                score = q.score(self.scoring)
-                for key in q.keys:
-                    i = self.score_keys.index(key)
-                    asked[i] += 1
-                    if not math.isnan(score):
-                        sums[i] += score
-                        counts[i] += 1
-        without = sum(1 for r in results if has_element_aspects and r.elements_source is None)
-        sources = torch.tensor([sum(1 for r in results if r.elements_source == s) for s in SOURCES],
-                               dtype=torch.float64)
+        results = _score_pil(self.judge, self.protocol, pil, prompts, elements,
+                             extractor=self.element_extractor, use_official_elements=self.use_official_elements,
+                             element_table=self.element_table, parse_elements=self.parse_elements)
+        batch = _update(results, self.protocol, self.scoring, self.score_keys)
+        without = int(batch.num_without_elements)
         if without:
             alone = "faithfulness" if "faithfulness" in self.protocol.dimensions else "element-free questions"
             parser = "the parser found none" if self.parse_elements else "the parser is off"
@@ -206,16 +189,9 @@ class EvalAlignScore(Metric):
                 f"they are scored on {alone} only; see `num_without_elements` in compute()",
                 UserWarning,
             )
-        with_alignment = sum(1 for r in results if any(q.aspect.startswith("alignment/") for q in r.questions))
         # Out-of-place: states shared across processes (Lightning's ddp_spawn) must not be added into twice.
-        self.score_sum = self.score_sum + sums.to(self.device)
-        self.score_count = self.score_count + counts.to(self.device)
-        self.asked = self.asked + asked.to(self.device)
-        self.num_images = self.num_images + len(results)
-        self.num_alignment_images = self.num_alignment_images + with_alignment
-        self.num_without_elements = self.num_without_elements + without
-        self.elements_from = self.elements_from + sources.to(self.device)
-        self.outside_mass_sum = self.outside_mass_sum + outside
+        for name, value in batch._asdict().items():
+            setattr(self, name, getattr(self, name) + value.to(self.device))
 
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
         """Add another ``EvalAlignScore``'s states (or a dict of states) to this one.
@@ -232,15 +208,10 @@ class EvalAlignScore(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         """Overall (in [0, 1]), each dimension, each aspect and element category (NaN if never answered),
         and diagnostics."""
-        sums = dict(zip(self.score_keys, self.score_sum.tolist()))
-        counts = dict(zip(self.score_keys, self.score_count.tolist()))
-        values = aggregate(self.protocol, sums, counts, num_alignment_images=float(self.num_alignment_images))
-        total_asked = float(self.asked[: len(self.aspect_keys)].sum())
-        values["num_images"] = float(self.num_images)
-        values["num_without_elements"] = float(self.num_without_elements)
-        for source, n in zip(SOURCES, self.elements_from.tolist()):
-            values[f"elements_from/{source}"] = n
-        values["mean_outside_mass"] = float(self.outside_mass_sum) / total_asked if total_asked else math.nan
+        state = ScoreBatch(**{name: getattr(self, name) for name in ScoreBatch._fields})
+        values = _compute(self.protocol, self.score_keys, self.score_sum, self.score_count,
+                          self.num_alignment_images)
+        values.update(_diagnostics(self.protocol, state))
         return {k: torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
 
     def plot(self, val: Mapping[str, torch.Tensor] | None = None, ax=None):

@@ -4,6 +4,7 @@ the benchmark scripts some tests call into."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -64,3 +65,30 @@ def colour_images():
 def random_uint8_images():
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8, generator=gen)
+
+
+# Figures EvalAlignScore.compute() reports beyond what evalalign_score() returns.
+_DIAGNOSTICS = {"num_images", "num_without_elements", "mean_outside_mass"}
+
+
+def _assert_same_scores(reference, *others, atol: float = 1e-5) -> None:
+    """Every result in ``others`` (a metric's compute(), evalalign_score()'s dict, a DDP rank's figures) holds
+    ``reference``'s figures (NaN where NaN): the same keys, or for the functional form the same keys
+    without the metric's diagnostics."""
+    for i, other in enumerate(others):
+        extra = set(other) - set(reference)
+        missing = {k for k in set(reference) - set(other)
+                   if k not in _DIAGNOSTICS and not k.startswith("elements_from/")}
+        assert not extra and not missing, (i, sorted(extra), sorted(missing))
+        for key in other:
+            want, got = float(reference[key]), float(other[key])
+            if math.isnan(want):
+                assert math.isnan(got), (i, key)
+            else:
+                assert got == pytest.approx(want, abs=atol), (i, key)
+
+
+@pytest.fixture(scope="session")
+def assert_same_scores():
+    """The one check that the metric, its functional twin and DDP agree (see ``_assert_same_scores``)."""
+    return _assert_same_scores

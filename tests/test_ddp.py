@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 
@@ -12,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from evalalign_metric import EvalAlignScore
+from evalalign_metric import EvalAlignScore, evalalign_score, load_judge
 from evalalign_metric.official import alignment_prompts
 
 pytestmark = [pytest.mark.subprocess]
@@ -54,19 +53,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_processes_equal_single_process(tiny_judge_path, tmp_path):
+def test_ddp_two_processes_equal_single_process(tiny_judge_path, tmp_path, assert_same_scores):
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_judge_path), str(tmp_path)), nprocs=2, join=True)
     images, prompts = _data()
     single = EvalAlignScore(model=tiny_judge_path)
     single.update(images, prompts)
     expected = {k: float(v) for k, v in single.compute().items()}
-    for rank in range(2):
-        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert got.keys() == expected.keys()
-        for key, value in expected.items():
-            if math.isnan(value):
-                assert math.isnan(got[key]), key
-            else:
-                assert got[key] == pytest.approx(value, abs=1e-5), (rank, key)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert all(got.keys() == expected.keys() for got in ranks)
+    assert_same_scores(expected, *ranks, evalalign_score(load_judge(tiny_judge_path), images, prompts))
     assert expected["num_images"] == 6 and expected["num_without_elements"] == 0
     assert expected["elements_from/official"] == 5 and expected["elements_from/parser"] == 1

@@ -41,18 +41,34 @@ def test_compute_keys_and_nan_for_never_asked(metric, random_uint8_images):
     assert 0.0 <= float(out["alignment/Object"]) <= 2.0
 
 
-def test_metric_equals_functional_and_batched_equals_unbatched(tiny_judge_path, random_uint8_images):
+def test_metric_equals_functional_and_batched_equals_unbatched(
+        tiny_judge_path, random_uint8_images, assert_same_scores):
     prompts = [e["prompt"] for e in OFFICIAL] + ["a cat"]
     together = EvalAlignScore(model=tiny_judge_path)
     together.update(random_uint8_images, prompts)
     one_by_one = EvalAlignScore(model=tiny_judge_path)
     for image, prompt in zip(random_uint8_images, prompts):
         one_by_one.update(image[None], [prompt])
-    _assert_same(together.compute(), one_by_one.compute())
     direct = evalalign_score(load_judge(tiny_judge_path), random_uint8_images, prompts)
-    computed = together.compute()
-    for key, value in direct.items():
-        assert float(computed[key]) == pytest.approx(value, abs=1e-5, nan_ok=True), key
+    assert_same_scores(together.compute(), one_by_one.compute(), direct)
+
+
+def test_images_are_converted_once_per_update(metric, random_uint8_images, monkeypatch):
+    import evalalign_metric.functional
+    import evalalign_metric.images
+    import evalalign_metric.metric
+
+    calls = []
+    original = evalalign_metric.images.to_pil_images
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    for module in (evalalign_metric.images, evalalign_metric.functional, evalalign_metric.metric):
+        monkeypatch.setattr(module, "to_pil_images", counting, raising=False)
+    metric.update(random_uint8_images[:2], ["a cat", "a dog"])
+    assert len(calls) == 1
 
 
 def test_official_prompts_get_their_elements(tiny_judge_path, random_uint8_images):

@@ -9,6 +9,8 @@ import torch
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.functional import aggregate, question_scores
+from evalalign_metric.protocol import load_protocol
+from evalalign_metric.scoring import ImageResult, QuestionResult, _compute, _update, score_keys
 
 FAITH = (None, 0.0, 1.0, 2.0, 3.0, 4.0)
 
@@ -70,3 +72,36 @@ def test_alignment_reference_total_and_overall():
     assert math.isnan(out["alignment/Color"])
     # overall = mean(faithfulness 2/4, alignment 1.5/2)
     assert out["overall"] == pytest.approx((0.5 + 0.75) / 2)
+
+
+def test_update_and_compute_by_hand():
+    def answer(aspect, argmax, expectation, element=None, outside=0.0):
+        return QuestionResult(aspect, "?", ("A", "B"), [0.5, 0.5], outside, argmax, expectation, element)
+
+    results = [
+        ImageResult("p1", [answer("imatch/overall", 5.0, 4.0, outside=0.25),
+                           answer("element/match", 1.0, 0.75, "cat (animal)"),
+                           answer("element/match", 0.0, 0.25, "mat (object)")], "caller"),
+        ImageResult("p2", [answer("imatch/overall", math.nan, math.nan),
+                           answer("element/match", 1.0, 0.5, "dog (animal)", outside=0.5)], "file"),
+    ]
+    keys = score_keys("imatch")
+    protocol = load_protocol("imatch")
+    batch = _update(results, protocol, "expectation", keys)
+    columns = zip(keys, batch.score_sum.tolist(), batch.score_count.tolist(), batch.asked.tolist())
+    by_key = {k: (s, n, a) for k, s, n, a in columns}
+    assert by_key["imatch/overall"] == (4.0, 1.0, 2.0)  # the N/A answer is asked but not counted
+    assert by_key["element/match"] == (1.5, 3.0, 3.0)
+    assert by_key["element/match/animal"] == (1.25, 2.0, 2.0)
+    assert by_key["element/match/object"] == (0.25, 1.0, 1.0)
+    assert by_key["element/match/food"] == (0.0, 0.0, 0.0)
+    assert float(batch.num_images) == 2 and float(batch.num_without_elements) == 0
+    assert float(batch.outside_mass_sum) == 0.75
+    assert batch.elements_from.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]  # caller, file, official, extractor, parser
+    out = _compute(protocol, keys, batch.score_sum, batch.score_count, batch.num_alignment_images)
+    assert out["imatch/overall"] == 4.0 and out["element/match"] == 0.5
+    assert out["element/match/animal"] == 0.625 and math.isnan(out["element/match/food"])
+    # overall: mean of imatch normalised (4 - 1) / 4 and element (0.5 - 0) / 1
+    assert out["overall"] == pytest.approx((0.75 + 0.5) / 2)
+    argmax = _update(results, protocol, "argmax", keys)
+    assert argmax.score_sum[keys.index("element/match")] == 2.0
