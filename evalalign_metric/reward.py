@@ -153,8 +153,9 @@ def image_reward(protocol: Protocol, result: ImageResult, weights: Mapping[str, 
 
 def rewards_from_results(protocol: Protocol | str, results: Sequence[ImageResult], *,
                          weights: Mapping[str, float], scoring: str = DEFAULT_SCORING,
-                         on_nonfinite: str | float = "raise") -> tuple[list[float], dict[str, Any]]:
-    """``(scores, info)`` from :func:`~evalalign_metric.functional.score_images` results (see the module doc).
+                         on_nonfinite: str | float | None = "raise") -> tuple[list[float], dict[str, Any]]:
+    """``(scores, info)`` from :func:`~evalalign_metric.functional.score_images` results (see the module doc);
+    ``on_nonfinite=None`` leaves non-finite scores as they are (the server's choice: its client decides).
 
     Raises:
         NonFiniteRewardError: a reward is NaN/inf and ``on_nonfinite="raise"``.
@@ -171,19 +172,32 @@ def rewards_from_results(protocol: Protocol | str, results: Sequence[ImageResult
     if element_aspects:
         info["elements"] = [{q.element: q.score(scoring) for q in r.questions
                              if q.aspect in element_aspects and q.element is not None} for r in results]
-    bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
-    if bad:
-        what = (f"{len(bad)} reward(s) are not finite (images {bad[:10]}, first prompt "
-                f"{results[bad[0]].prompt!r}): none of the weighted keys {sorted(weights)} applies to the image, "
-                "or the judge returned non-finite probabilities")
-        if on_nonfinite == "raise":
-            raise NonFiniteRewardError(what + "; weight a key every image is asked (\"overall\"), or pass "
-                                       "on_nonfinite=<value> to replace them")
-        warnings.warn(f"{what}; replaced by {on_nonfinite}", NonFiniteRewardWarning, stacklevel=3)
-        for i in bad:
-            scores[i] = float(on_nonfinite)
-        info["nonfinite"] = bad
+    if on_nonfinite is not None:
+        check_finite(scores, info, [r.prompt for r in results], weights, on_nonfinite)
     return scores, info
+
+
+def check_finite(scores: list[float], info: dict[str, Any], prompts: Sequence[str], weights: Mapping[str, float],
+                 on_nonfinite: str | float) -> None:
+    """Raise on non-finite ``scores`` (``on_nonfinite="raise"``), or replace them in place by ``on_nonfinite``,
+    warn, and list them in ``info["nonfinite"]``.
+
+    Raises:
+        NonFiniteRewardError: naming the images and the first one's prompt.
+    """
+    bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+    if not bad:
+        return
+    what = (f"{len(bad)} reward(s) are not finite (images {bad[:10]}, first prompt {prompts[bad[0]]!r}): none "
+            f"of the weighted keys {sorted(weights)} applies to the image, or the judge returned non-finite "
+            "probabilities")
+    if on_nonfinite == "raise":
+        raise NonFiniteRewardError(what + "; weight a key every image is asked (\"overall\"), or pass "
+                                   "on_nonfinite=<value> to replace them")
+    warnings.warn(f"{what}; replaced by {on_nonfinite}", NonFiniteRewardWarning, stacklevel=4)
+    for i in bad:
+        scores[i] = float(on_nonfinite)
+    info["nonfinite"] = bad
 
 
 def reward_images(images, name: str = "images"):

@@ -86,7 +86,9 @@ def load_judge(
     """Load (or fetch from the per-process cache) the judge at ``model``.
 
     Args:
-        model: local checkpoint folder or model reference.
+        model: local checkpoint folder or model reference; ``http://host:port`` is a judge served by
+            ``evalalign serve`` (a :class:`~evalalign_metric.serve.client.RemoteJudge`; the other options are
+            the server's).
         device: defaults to CUDA when available, else CPU.
         dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
@@ -97,6 +99,10 @@ def load_judge(
         cache: reuse a judge already loaded with the same arguments.
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
+    if isinstance(model, str) and model.startswith(("http://", "https://")):  # served by `evalalign serve`
+        from evalalign_metric.serve.client import RemoteJudge
+
+        return RemoteJudge(model, **{k: v for k, v in hub_kwargs.items() if k == "token"})
     device = torch.device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
