@@ -356,3 +356,47 @@ def test_a_missing_server_fails_clearly():
         RemoteJudge("http://127.0.0.1:9", retries=1, backoff=0.01)
     with pytest.raises(InputError, match="must start with http"):
         RemoteReward("127.0.0.1:8000")
+
+
+def _ddp_rank(rank: int, world: int, port: int, url: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        metric = EvalAlignScore(model=url)  # every rank asks the one served judge
+        shard = slice(0, 3) if rank == 0 else slice(3, 5)
+        metric.update(images_for(7, 5)[shard], (PROMPTS + ["three stars"])[shard])
+        out = {k: float(v) for k, v in metric.compute().items()}
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(out))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)
+
+
+@pytest.mark.subprocess
+def test_ddp_ranks_share_one_served_judge(tiny_judge_path, tmp_path):
+    """Two gloo ranks, each with EvalAlignScore(model=URL) on its shard: compute() equals one local process."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from evalalign_metric.judge import load_judge
+
+    judge = load_judge(tiny_judge_path)
+    service = ScoringService(judge, "evalalign")
+    with ServerThread(service) as url, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        mp.spawn(_ddp_rank, args=(2, port, url, str(tmp_path)), nprocs=2, join=True)
+        assert service.batcher.stats["images"] == 5
+    local = EvalAlignScore(judge=judge)
+    local.update(images_for(7, 5), PROMPTS + ["three stars"])
+    expected = {k: float(v) for k, v in local.compute().items()}
+    for rank in range(2):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got.keys() == expected.keys()
+        assert all(same([got[k]], [v], tol=1e-5) for k, v in expected.items()), rank
