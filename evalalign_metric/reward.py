@@ -119,7 +119,7 @@ def _normalised(protocol: Protocol, key: str, values: Mapping[str, float], total
         keys = [a.key for a in protocol.aspects if a.dimension == key]
         return aggregate(protocol, {k: v for k, v in totals.sums.items() if k in keys},
                          {k: v for k, v in totals.counts.items() if k in keys})["overall"]
-    aspect = protocol.aspect(key.split("/")[0] + "/" + key.split("/")[1])
+    aspect = protocol.aspect("/".join(key.split("/")[:2]))  # a category key is its aspect's key + "/<category>"
     return (values[key] - aspect.min_score) / (aspect.max_score - aspect.min_score)
 
 
