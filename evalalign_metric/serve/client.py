@@ -11,8 +11,14 @@ attempt succeeds, :class:`ServerUnavailableError` names the URL. A 4xx answer ra
 
 The token: ``token=`` or the environment variable ``EVALALIGN_SERVE_TOKEN``.
 
-Example (a server must be running; see docs/serve.md):
-    >>> reward = RemoteReward("http://127.0.0.1:9", retries=0, timeout=2)   # doctest: +SKIP
+Example (with a server, see docs/serve.md; here none listens on port 9):
+    >>> from PIL import Image
+    >>> reward = RemoteReward("http://127.0.0.1:9", retries=1, backoff=0.01, timeout=5)
+    >>> try:
+    ...     scores, info = reward([Image.new("RGB", (32, 32))], ["a red cube"])
+    ... except ServerUnavailableError as exc:
+    ...     print(str(exc).split(" (")[0])
+    the scoring server at http://127.0.0.1:9 did not answer after 2 attempt(s)
 """
 
 from __future__ import annotations
