@@ -167,6 +167,50 @@ def test_rank_writes_the_report_and_reuses_results(tmp_path, capsys, tiny_judge_
     assert json.loads(out2)["rows"] == board["rows"]
 
 
+def test_rank_compares_the_prompts_every_model_shares_and_says_what_it_left_out(tmp_path, capsys, tiny_judge_path):
+    a = make_folder(tmp_path / "model_a", ALIGN_ONLY[:4], "red")
+    b = make_folder(tmp_path / "model_b", [*ALIGN_ONLY[1:3], ALIGN_ONLY[5]], "blue")
+    code, out, err = run_cli(capsys, "rank", a, b, "--model", tiny_judge_path, "--out-dir", tmp_path / "report",
+                             "--n-resamples", "50", "--no-plot", "--scoring", "expectation")
+    assert code == 0, err
+    shared = ALIGN_ONLY[1:3]
+    warning = [line for line in err.splitlines() if line.startswith("evalalign rank: warning:")]
+    assert len(warning) == 1, err
+    assert "ranked on the 2 prompt(s) all 2 share" in warning[0]
+    assert f"'model_a' 2 image(s) of 2 prompt(s) (e.g. '{ALIGN_ONLY[0]}', '{ALIGN_ONLY[3]}')" in warning[0]
+    assert f"'model_b' 1 image(s) of 1 prompt(s) (e.g. '{ALIGN_ONLY[5]}')" in warning[0]
+    assert "compared on the 2 prompt(s) every model was scored on" in out
+    board = json.loads((tmp_path / "report" / "leaderboard.json").read_text())
+    assert board["prompts"]["compared"] == sorted(shared, key=int)
+    assert board["prompts"]["left_out"]["model_a"] == {"prompts": [ALIGN_ONLY[0], ALIGN_ONLY[3]], "images": 2}
+    assert {r["name"]: r["num_images"] for r in board["rows"]} == {"model_a": 2, "model_b": 2}
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Compared on the 2 prompt(s)" in html and all(p in html for p in shared)
+    # independent expectation: model_a's numbers are those of a folder holding only the shared prompts' images
+    only = tmp_path / "only_shared"
+    only.mkdir()
+    for pid in shared:
+        (only / f"{pid}.png").write_bytes((a / f"{pid}.png").read_bytes())
+    code, _, err = run_cli(capsys, "rank", only, b, "--names", "model_a", "model_b", "--model", tiny_judge_path,
+                           "--out-dir", tmp_path / "report2", "--n-resamples", "50", "--no-plot", "--scoring",
+                           "expectation")
+    assert code == 0, err
+    again = json.loads((tmp_path / "report2" / "leaderboard.json").read_text())
+    assert [{**r, "results": None} for r in again["rows"]] == [{**r, "results": None} for r in board["rows"]]
+    assert len({r["values"]["overall"]["value"] for r in board["rows"]}) == 2  # the check can tell models apart
+    assert not again["prompts"]["left_out"]["model_a"]["prompts"]
+
+
+def test_rank_refuses_models_that_share_no_prompt(tmp_path, capsys, tiny_judge_path):
+    a = make_folder(tmp_path / "model_a", ALIGN_ONLY[:12], "red")
+    b = make_folder(tmp_path / "model_b", ALIGN_ONLY[12:15], "blue")
+    code, _, err = run_cli(capsys, "rank", a, b, "--model", tiny_judge_path, "--out-dir", tmp_path / "report",
+                           "--no-plot")
+    assert_one_line_error(code, err, rf"share no prompt.*'model_a' on 12 prompt\(s\) \(e\.g\. '{ALIGN_ONLY[0]}'\), "
+                                     rf"'model_b' on 3 prompt\(s\)", command="rank")
+    assert not (tmp_path / "report").exists()
+
+
 # --- bad input: one line, exit 2, no traceback -----------------------------------------------------------
 
 
