@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
 
 from evalalign_metric.errors import InputError
+from evalalign_metric.fileio import check_writable
 from evalalign_metric.functional import SCORING_MODES, score_images
 from evalalign_metric.protocol import Protocol, load_protocol
 from evalalign_metric.runs.distributed import DistContext
@@ -97,25 +97,7 @@ def _resolve_out(images_dir: str | os.PathLike, out: str | os.PathLike | None) -
 
 
 def _check_writable(paths: RunPaths) -> None:
-    folder = paths.out.parent
-    for parent in [folder, *folder.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(
-                    f"--out {os.fspath(paths.out)!r} cannot be written: {os.fspath(parent)!r} is a "
-                    "file, not a folder"
-                )
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".evalalign-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(
-            f"--out {os.fspath(paths.out)!r} cannot be written: {exc.strerror or exc} "
-            f"(folder {os.fspath(folder)!r}); pass --out somewhere writable"
-        ) from None
+    check_writable(paths.out, what="--out")
     for path in (paths.out, paths.summary):
         if path.exists() and not (path.is_file() and os.access(path, os.R_OK | os.W_OK)):
             raise InputError(f"{os.fspath(path)!r} exists and cannot be read and written; pass another --out")
