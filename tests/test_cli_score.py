@@ -14,6 +14,7 @@ from PIL import Image
 
 from evalalign_metric.cli import main
 from evalalign_metric.official import alignment_prompts, faithfulness_prompts
+from evalalign_metric.runs.scan import natural_key
 
 ALIGN_IDS = [e["prompt_id"] for e in alignment_prompts()]
 FAITH_IDS = [e["prompt_id"] for e in faithfulness_prompts()]
@@ -37,8 +38,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def assert_one_line_error(code: int, err: str, pattern: str, command: str = "score") -> None:
+def assert_one_line_error(code: int, err: str, pattern: str, command: str = "score", notes: bool = False) -> None:
+    """Exit 2 and one error line (after the run's notes, when ``notes``), without a traceback."""
     lines = [line for line in err.splitlines() if line.strip()]
+    if notes:
+        lines = [line for line in lines if not line.startswith(f"evalalign {command}: note: ")]
     assert code == 2, (code, err)
     assert "Traceback" not in err
     assert len(lines) == 1, err
@@ -53,15 +57,22 @@ def test_score_prints_scores_and_writes_results_and_summary(tmp_path, capsys, ti
     folder = make_folder(tmp_path / "imgs", [ALIGN_ONLY[0], FAITH_ONLY[0]])
     code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--no-progress")
     assert code == 0, err
-    assert err == ""
+    official = len(set(ALIGN_IDS) | set(FAITH_IDS))  # the folder holds images of both official sets
+    assert err.splitlines() == [
+        f"evalalign score: note: {official - 2} of the {official} prompt(s) of --prompts official have no image "
+        f"in {str(folder)!r} (e.g. {', '.join(repr(i) for i in sorted(set(ALIGN_IDS) | set(FAITH_IDS), key=natural_key)[:3])}"  # noqa: E501
+        ", ...)"
+    ]
     results = folder / "evalalign" / "results.jsonl"
     summary = json.loads((folder / "evalalign" / "results.summary.json").read_text())
     assert f"2 image(s) scored (argmax); results: {results}" in out
     for label in ("overall", "faithfulness", "alignment/Object", "faithfulness/common"):
         assert label in out
     assert summary["counts"]["images_scored"] == 2
-    code, out, _ = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--format", "json")
+    assert len(summary["prompts_without_image"]) == official - 2
+    code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--format", "json")
     assert code == 0 and json.loads(out) == summary  # resumed: nothing new, same summary
+    assert f"note: resuming {str(results)!r}: 2 of the 2 image(s) were already scored by an earlier run; 0 left" in err
     assert "elements: 1 prompt(s) official, 1 without elements (faithfulness only)" in run_cli(
         capsys, "score", folder, "--model", tiny_judge_path)[1]
     assert summary["counts"]["elements_from"] == {"prompts-file": 0, "official": 1, "parser": 0, "none": 1}
@@ -103,6 +114,7 @@ def test_skipped_files_exit_2_after_writing_unless_allowed(tmp_path, capsys, tin
         err,
         r"4 file\(s\) .* were not scored: 1 not an image \(e\.g\. 'notes\.txt'\); 2 "
         r"corrupt or unreadable .*; 1 without a prompt .*--allow-skipped",
+        notes=True,
     )
     summary = json.loads((folder / "evalalign" / "results.summary.json").read_text())
     assert summary["skipped"]["non_image_files"] == ["notes.txt"]
@@ -114,7 +126,7 @@ def test_skipped_files_exit_2_after_writing_unless_allowed(tmp_path, capsys, tin
     assert summary["skipped"]["images_without_prompt"] == ["no_such_prompt.png"]
     assert summary["counts"]["images_scored"] == 1 and summary["counts"]["files"] == 5
     code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--allow-skipped")
-    assert code == 0 and err.startswith("evalalign score: warning: 4 file(s)") and "overall" in out
+    assert code == 0 and "evalalign score: warning: 4 file(s)" in err and "overall" in out
 
 
 def test_rank_writes_the_report_and_reuses_results(tmp_path, capsys, tiny_judge_path, monkeypatch):
@@ -207,7 +219,7 @@ def test_rank_refuses_models_that_share_no_prompt(tmp_path, capsys, tiny_judge_p
     code, _, err = run_cli(capsys, "rank", a, b, "--model", tiny_judge_path, "--out-dir", tmp_path / "report",
                            "--no-plot")
     assert_one_line_error(code, err, rf"share no prompt.*'model_a' on 12 prompt\(s\) \(e\.g\. '{ALIGN_ONLY[0]}'\), "
-                                     rf"'model_b' on 3 prompt\(s\)", command="rank")
+                                     rf"'model_b' on 3 prompt\(s\)", command="rank", notes=True)
     assert not (tmp_path / "report").exists()
 
 

@@ -224,6 +224,70 @@ def test_scan_lists_every_file_once(tmp_path):
     assert scan.num_files == 5
 
 
+def _prompts_file(path: Path, ids) -> Path:
+    path.write_text("".join(json.dumps({"prompt_id": i, "prompt": f"a photo number {i}"}) + "\n" for i in ids))
+    return path
+
+
+def test_two_images_of_one_prompt_id_are_refused_naming_both(tmp_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p1"])
+    Image.new("RGB", (32, 32), "blue").save(folder / "p0.jpg")
+    prompts = load_prompts(_prompts_file(tmp_path / "prompts.jsonl", ["p0", "p1"]), load_protocol("evalalign"))
+    with pytest.raises(InputError, match=r"images 'p0\.jpg' and 'p0\.png' in .* both match prompt_id 'p0'"):
+        scan_folder(folder, prompts)
+    Image.new("RGB", (32, 32), "blue").save(folder / "x9.jpg")  # a clash without a prompt is only unmatched
+    (folder / "p0.jpg").unlink()
+    make_folder(tmp_path / "other", ["x9"])
+    os.replace(tmp_path / "other" / "x9.png", folder / "x9.png")
+    assert sorted(scan_folder(folder, prompts).without_prompt) == ["x9.jpg", "x9.png"]
+
+
+def test_scan_lists_images_in_subfolders_and_prompts_without_an_image(tmp_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p2"])
+    make_folder(folder / "old", ["p1", "p3"])
+    make_folder(folder / "deep" / "er", ["p4"])
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.txt").write_text("no image here")
+    make_folder(folder / ".hidden", ["p5"])
+    protocol = load_protocol("evalalign")
+    scan = scan_folder(folder, load_prompts(_prompts_file(tmp_path / "p.jsonl", ["p0", "p1", "p2", "p3", "p9"]),
+                                            protocol))
+    assert scan.ignored_subfolders == [{"folder": "deep", "images": 1}, {"folder": "old", "images": 2}]
+    assert scan.prompts_without_image == ["p1", "p3", "p9"] and scan.num_prompts == 5
+    # the official sets: only the sets the folder's images belong to are expected
+    official = scan_folder(make_folder(tmp_path / "official", ALIGN_ONLY[:3]), load_prompts("official", protocol))
+    assert official.num_prompts == len(ALIGN_IDS)
+    assert official.prompts_without_image == sorted(set(ALIGN_IDS) - set(ALIGN_ONLY[:3]), key=int)
+    # a manifest may point into subfolders: only the images it does not list are counted
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"image": "old/p1.png", "prompt": "a photo"}) + "\n")
+    listed = scan_folder(folder, load_prompts(manifest, protocol))
+    assert listed.ignored_subfolders == [{"folder": "deep", "images": 1}, {"folder": "old", "images": 1}]
+    assert listed.prompts_without_image == []
+
+
+def test_a_run_says_what_it_did_not_score_in_the_summary_and_in_notes(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p2"])
+    make_folder(folder / "old", ["p1"])
+    prompts = _prompts_file(tmp_path / "p.jsonl", ["p0", "p1", "p2"])
+    notes = []
+    run = score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, notify=notes.append)
+    assert run.data["ignored_subfolders"] == [{"folder": "old", "images": 1}]
+    assert run.data["prompts_without_image"] == ["p1"]
+    assert run.num_skipped == 0 and run.already_scored == 0  # neither is a skipped file
+    assert notes == [
+        f"1 image(s) in subfolders of {str(folder)!r} are not scored (only the folder's top level is): 'old' (1)",
+        f"1 of the 3 prompt(s) of --prompts {prompts} have no image in {str(folder)!r} (e.g. 'p1')",
+    ]
+    notes.clear()
+    make_folder(tmp_path / "more", ["p1"])
+    os.replace(tmp_path / "more" / "p1.png", folder / "p1.png")
+    again = score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, notify=notes.append)
+    assert again.already_scored == 2 and again.data["prompts_without_image"] == []
+    assert notes[0] == (f"resuming {str(run.results_path)!r}: 2 of the 3 image(s) were already scored by an "
+                        "earlier run; 1 left to score")
+
+
 # --- results file ---------------------------------------------------------------------------------------
 
 
