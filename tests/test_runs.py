@@ -288,6 +288,98 @@ def test_a_run_says_what_it_did_not_score_in_the_summary_and_in_notes(tmp_path, 
                         "earlier run; 1 left to score")
 
 
+_HOLD_LOCK = (
+    "import sys, time\n"
+    "from evalalign_metric.runs.lock import RunLock\n"
+    "lock = RunLock(sys.argv[1]); lock.acquire()\n"
+    "print('locked', flush=True); time.sleep(600)\n"
+)
+
+
+def test_a_second_run_on_the_same_out_stops_at_once_naming_the_holder(tmp_path, tiny_judge_path, monkeypatch):
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:2])
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(evalalign_metric.__file__).parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        import evalalign_metric.judge as judge_module
+
+        monkeypatch.setattr(judge_module, "load_judge", lambda *a, **k: pytest.fail("the second run started"))
+        with pytest.raises(InputError) as caught:
+            score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+        message = str(caught.value)
+        assert f"results file {str(out)!r} is being written by another run" in message
+        assert f"pid {holder.pid} on host {socket.gethostname()!r}" in message
+        assert not out.exists()
+        monkeypatch.undo()
+    finally:
+        holder.kill()  # SIGKILL: the holder cannot release anything itself
+        holder.wait(timeout=60)
+    # a killed holder leaves its lock file, but not its lock: the next run goes ahead at once
+    assert (tmp_path / ".r.jsonl.lock").exists()
+    run = score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert run.data["counts"]["images_scored"] == 2
+
+
+def test_a_temporary_left_by_a_killed_summary_write_is_removed(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:1])
+    run = score_folder(folder, model=tiny_judge_path, progress=False)
+    stale = run.summary_path.with_name(f".{run.summary_path.name}.0123456789ab.tmp")
+    stale.write_text('{"summary_version": 1, "res')  # what a SIGKILL inside write_atomic leaves
+    other = run.summary_path.with_name(".keep.me.0123456789ab.tmp")
+    other.write_text("not ours")
+    again = score_folder(folder, model=tiny_judge_path, progress=False)
+    assert not stale.exists() and other.exists()
+    assert again.data == run.data
+
+
+def test_a_full_disk_stops_the_run_in_one_error_and_the_rerun_ends_byte_identical(
+    tmp_path, tiny_judge_path, monkeypatch
+):
+    import errno
+
+    import evalalign_metric.runs.job as job
+
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:4])
+    reference = score_folder(folder, model=tiny_judge_path, out=tmp_path / "ref.jsonl", progress=False)
+    out = tmp_path / "r.jsonl"
+    real = ResultsWriter._write
+    calls = []
+
+    def fills_up(self, data):
+        calls.append(len(data))
+        if len(calls) == 4:  # the header, two images, then half of the third image's lines fit
+            self._handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, data)
+
+    monkeypatch.setattr(ResultsWriter, "_write", fills_up)
+    with pytest.raises(InputError) as caught:
+        score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert str(caught.value) == (
+        f"cannot write {str(out)!r}: No space left on device; 2 image(s) are safely written: make room (or fix "
+        "the cause) and rerun the same command to continue"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    monkeypatch.undo()
+    assert complete_images(out) == 2
+    score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert out.read_bytes() == reference.results_path.read_bytes()
+    # full again when the summary is written: one error, the results stay whole, the rerun completes it
+    summary = out.with_name("r.summary.json")
+    summary.unlink()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(job, "write_summary", full)
+    with pytest.raises(InputError, match=r"cannot write '.*r\.summary\.json': No space left on device; 4 image"):
+        score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    monkeypatch.undo()
+    assert score_folder(folder, model=tiny_judge_path, out=out, progress=False).data["counts"]["images_scored"] == 4
+
+
 # --- results file ---------------------------------------------------------------------------------------
 
 
