@@ -396,6 +396,30 @@ def case_out_unwritable(t, j):
     )
 
 
+def case_two_images_of_one_prompt(t, j):
+    make_folder(t / "imgs", [ALIGN_ONLY[0], ALIGN_ONLY[1]])
+    Image.new("RGB", (32, 32), "blue").save(t / "imgs" / f"{ALIGN_ONLY[0]}.jpg")
+    return ["score", t / "imgs", "--model", j], (
+        rf"images '{ALIGN_ONLY[0]}\.jpg' and '{ALIGN_ONLY[0]}\.png' in .* both match prompt_id '{ALIGN_ONLY[0]}'"
+    )
+
+
+_HELD: list = []
+
+
+def case_out_held_by_another_run(t, j):
+    from evalalign_metric.runs.lock import RunLock
+
+    make_folder(t / "imgs", [ALIGN_ONLY[0]])
+    lock = RunLock(t / "r.jsonl")
+    lock.acquire()  # held by this test process: the lock is per open file, so the run cannot take it
+    _HELD.append(lock)  # kept alive until the run was refused (a collected lock releases itself)
+    return ["score", t / "imgs", "--model", j, "--out", t / "r.jsonl"], (
+        rf"'.*r\.jsonl' is being written by another run \(pid {os.getpid()} on host '.*', started .*; lock "
+        r"'.*\.r\.jsonl\.lock'\): wait for it to end, or pass another --out"
+    )
+
+
 def case_out_wrong_extension(t, j):
     make_folder(t / "imgs", [ALIGN_ONLY[0]])
     return ["score", t / "imgs", "--model", j, "--out", t / "results.json"], r"must end in \.jsonl"
