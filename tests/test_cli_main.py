@@ -29,3 +29,15 @@ def test_the_demo_folder_of_the_readme_command_is_ignored_by_git():
     # `evalalign demo` run from the repository root (the README's command) writes evalalign_demo/ there
     result = subprocess.run(["git", "check-ignore", "-q", "evalalign_demo/report.html"], cwd=ROOT)
     assert result.returncode == 0
+
+
+def test_the_demo_prints_its_stages_only_without_a_progress_bar(capsys, monkeypatch):
+    from evalalign_metric.commands.demo import stage_printer
+
+    stage_printer(None)("scoring 10 images")  # stderr is captured here: not a terminal
+    stage_printer(False)("drawing")
+    stage_printer(True)("never shown")
+    assert capsys.readouterr().err.splitlines() == ["evalalign demo: scoring 10 images", "evalalign demo: drawing"]
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    stage_printer(None)("the progress bars show this on a terminal")
+    assert capsys.readouterr().err == ""
