@@ -2,10 +2,12 @@
 
 ``score_folder`` takes the lock on ``.<results name>.lock`` (hidden, next to the results file) before it
 reads or writes anything, and keeps it until the summary is written. A second run on the same ``--out``
-stops at once with an error naming the holder (pid, host, start time). The lock is the operating system's
-(``flock``, through the ``filelock`` package): it goes away with its holder, so a run killed by SIGKILL, a
-crash or a power cut never leaves a lock that blocks the next run. The lock file itself stays (an empty
-inode is what the next run locks); its content only describes the last holder.
+stops at once with an error naming the holder (pid, host, start time), which the holder writes into
+``.<results name>.lock.holder`` once it has the lock (a file of its own: some filelock versions truncate
+the lock file when they try to take it). The lock is the operating system's (``flock``, through the
+``filelock`` package): it goes away with its holder, so a run killed by SIGKILL, a crash or a power cut
+never leaves a lock that blocks the next run. The empty lock file stays (it is what the next run locks);
+a killed holder's ``.holder`` file stays too, until the next holder overwrites it.
 
 Example:
     >>> import tempfile, pathlib
@@ -40,12 +42,13 @@ class RunLock:
 
         self.results = Path(results)
         self.path = self.results.with_name(f".{self.results.name}.lock")
+        self.holder_path = self.path.with_name(self.path.name + ".holder")
         self._lock = FileLock(os.fspath(self.path), timeout=0)
 
     def holder(self) -> dict[str, Any]:
-        """What the lock file says of its (last) holder: ``pid``, ``host``, ``started``; ``{}`` if unknown."""
+        """What the holder file says of the (last) holder: ``pid``, ``host``, ``started``; ``{}`` if unknown."""
         try:
-            value = json.loads(self.path.read_text(encoding="utf-8"))
+            value = json.loads(self.holder_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
         return value if isinstance(value, dict) else {}
@@ -77,11 +80,12 @@ class RunLock:
         }
         try:
             # Written once the lock is held; a contender reading it mid-write calls the holder unknown.
-            self.path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+            self.holder_path.write_text(json.dumps(record) + "\n", encoding="utf-8")
         except OSError:
             pass  # the lock holds all the same; only the description of the holder is missing
 
     def release(self) -> None:
+        self.holder_path.unlink(missing_ok=True)
         self._lock.release()
 
     def __enter__(self) -> "RunLock":
