@@ -518,6 +518,11 @@ def case_rank_source_not_results(t, j):
     return ["rank", t / "scores.csv", "--model", j], r"is a file but not a results \.jsonl"
 
 
+def case_rank_empty_results_file(t, j):
+    (t / "empty.jsonl").write_text("")
+    return ["rank", t / "empty.jsonl", "--model", j], r"results file '.*empty\.jsonl' does not exist or is empty"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 

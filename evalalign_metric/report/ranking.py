@@ -99,9 +99,11 @@ def compare_prompts(
     labels: dict[str, str] = {}
     for name, path, keys in runs:
         content = read_results(path)
+        if content is None or content.header is None:
+            raise InputError(f"results file {os.fspath(path)!r} does not exist or is empty")
         wanted = None if keys is None else set(keys)
         images = {}
-        for key, image in (content.images.items() if content is not None else ()):
+        for key, image in content.images.items():
             if image.kind == "corrupt" or (wanted is not None and key not in wanted):
                 continue
             first = image.records[0]
