@@ -188,7 +188,7 @@ def test_rank_compares_the_prompts_every_model_shares_and_says_what_it_left_out(
     shared = ALIGN_ONLY[1:3]
     warning = [line for line in err.splitlines() if line.startswith("evalalign rank: warning:")]
     assert len(warning) == 1, err
-    assert "ranked on the 2 prompt(s) all 2 share" in warning[0]
+    assert "ranked on the 2 prompt(s) all 2 models share" in warning[0]
     assert f"'model_a' 2 image(s) of 2 prompt(s) (e.g. '{ALIGN_ONLY[0]}', '{ALIGN_ONLY[3]}')" in warning[0]
     assert f"'model_b' 1 image(s) of 1 prompt(s) (e.g. '{ALIGN_ONLY[5]}')" in warning[0]
     assert "compared on the 2 prompt(s) every model was scored on" in out

@@ -47,8 +47,8 @@ class PromptComparison:
     Example:
         >>> c = PromptComparison(["1", "2"], {"a": ["3"], "b": []}, {"a": 1, "b": 0})
         >>> print(c.message())
-        the models were scored on different prompts: ranked on the 2 prompt(s) all 2 share; left out: 'a' 1 \
-image(s) of 1 prompt(s) (e.g. '3')
+        the models were scored on different prompts: ranked on the 2 prompt(s) all 2 models share; left out: \
+'a' 1 image(s) of 1 prompt(s) (e.g. '3')
     """
 
     compared: list[str]
@@ -67,7 +67,7 @@ image(s) of 1 prompt(s) (e.g. '3')
         ]
         return (
             f"the models were scored on different prompts: ranked on the {len(self.compared)} prompt(s) all "
-            f"{len(self.left_out)} share; left out: {'; '.join(parts)}"
+            f"{len(self.left_out)} models share; left out: {'; '.join(parts)}"
         )
 
     def as_dict(self) -> dict[str, Any]:
