@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from evalalign_metric.judge import load_judge
     from evalalign_metric.protocol import load_protocol
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
     from evalalign_metric.training.build import BuildSpec, build_judge
     from evalalign_metric.training.features import AnswerLoss, TargetEncoder, collate, pack_by_image
     from evalalign_metric.training.readers import read_jsonl

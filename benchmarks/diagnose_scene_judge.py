@@ -10,9 +10,9 @@ shape absent; Color by truth level and whether every named shape is drawn. A jud
 relation scores "reversed" low; one that only sees which shapes are drawn scores it like "true".
 
 ``relations JUDGE``: a finished judge's yes-probability for iMatch's relation elements (``"circle on the left
-of the square (spatial)"``) on new scenes' prompts (``scene_checks.imatch_items``), grouped the same way: the
-relation true, wrong between the drawn shapes, or naming an absent shape; and whether the prompt's other
-claims all hold.
+of the square (spatial)"``) on new scenes' prompts (``evalalign_metric.synthetic.checks.imatch_items``),
+grouped the same way: the relation true, wrong between the drawn shapes, or naming an absent shape; and whether
+the prompt's other claims all hold.
 
 Example:
     python benchmarks/diagnose_scene_judge.py relations evalalign_metric/assets/judge
@@ -28,26 +28,15 @@ import sys
 
 import numpy as np
 
+from evalalign_metric.synthetic import scenes
+from evalalign_metric.synthetic.checks import imatch_items, score_in_batches
+
 HELDOUT_SEEDS = range(10 ** 6, 10 ** 6 + 300)  # train_scene_judge.py's held-out scenes
 NEW_SEEDS = range(5 * 10 ** 6, 5 * 10 ** 6 + 600)
 
 
-def score_in_batches(judge, protocol, items, batch: int = 32):
-    """``items``: (scene, prompt, elements, payload); yields (payload, result) through the metric's scoring."""
-    from evalalign_metric.functional import score_images
-    from evalalign_metric.training import scenes
-
-    for start in range(0, len(items), batch):
-        chunk = items[start:start + batch]
-        results = score_images(judge, protocol, [scenes.render(c[0]) for c in chunk], [c[1] for c in chunk],
-                               [c[2] for c in chunk])
-        yield from zip((c[3] for c in chunk), results)
-
-
 def positions(judge, protocol) -> dict[str, list[bool]]:
     """Right answers to the side_/where_ questions, keyed ``<question kind>-<axis>``."""
-    from evalalign_metric.training import scenes
-
     items = []
     for seed in NEW_SEEDS:
         scene = scenes.random_scene(scenes.random_state(seed))
@@ -68,8 +57,6 @@ def positions(judge, protocol) -> dict[str, list[bool]]:
 def causes(judge) -> dict[str, list[float]]:
     """EvalAlign Spatial / Color expectations keyed by the cause of their truth."""
     from evalalign_metric.protocol import load_protocol
-    from evalalign_metric.training import scenes
-
     items = []
     for seed in HELDOUT_SEEDS:
         scene = scenes.random_scene(scenes.random_state(seed))
@@ -94,8 +81,6 @@ def causes(judge) -> dict[str, list[float]]:
 
 def relations(judge, n_scenes: int = 100) -> dict[str, list[float]]:
     """iMatch relation-element expectations keyed by the cause of their truth."""
-    from scene_checks import imatch_items
-
     from evalalign_metric.protocol import load_protocol
 
     items = imatch_items(n_scenes, varied=False, max_count=3)

@@ -1,6 +1,6 @@
 """Where do a judge's image tokens lose their positions? A linear probe on the tokens that show a shape.
 
-For each judge folder: render scenes (``evalalign_metric.training.scenes``), take the image tokens covering a
+For each judge folder: render scenes (``evalalign_metric.synthetic.scenes``), take the image tokens covering a
 drawn shape, and fit a ridge-regression probe (3/4 of the tokens; scored on the rest) that tells whether the
 token lies in the left (top) half of the image, from two places: the vision tower's output (what the projector
 reads) and the projected features (what the language model reads). Near 1.0: the position is there for the
@@ -20,7 +20,7 @@ import numpy as np
 
 def shape_tokens(scene, image, grid: int) -> np.ndarray:
     """Indices (raster order) of the ``grid`` x ``grid`` image cells that are mostly one of the scene's shapes."""
-    from evalalign_metric.training.scenes import COLOURS
+    from evalalign_metric.synthetic.scenes import COLOURS
 
     pixels = np.asarray(image).astype(int)
     cell = pixels.shape[0] // grid
@@ -44,7 +44,7 @@ def probe(judge_dir: str, scenes_count: int) -> dict[str, float]:
     import torch
 
     from evalalign_metric.judge import load_judge
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
     from evalalign_metric.training.features import image_features
 
     judge = load_judge(judge_dir, cache=False)

@@ -31,7 +31,7 @@ import numpy as np
 
 def write_split(folder: Path, seeds, prompts: int = 3):
     """Scenes + iMatch rows (overall and elements) in JSONL; returns the file and the pairs to score."""
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
     rows, pairs = [], []
@@ -86,7 +86,7 @@ def drawn_level(level: int) -> int:
 
 def write_split_scene_levels(folder: Path, seeds):
     """Scenes with one row each on the three-level scheme; pairs (image, its true prompt, truth)."""
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
     rows, pairs = [], []

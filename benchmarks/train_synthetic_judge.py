@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from evalalign_metric.synthetic.checks import roc_auc
+
 SHAPES = ("circle", "rectangle", "triangle")
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
            "gray": (135, 135, 135), "teal": (30, 140, 140), "brown": (175, 70, 70), "yellow": (255, 255, 0)}
@@ -132,15 +134,6 @@ def write_jsonl(path: Path, items, aspects=("Match",)) -> int:
     return len(rows)
 
 
-def roc_auc(labels, scores) -> float:
-    from scipy.stats import rankdata
-
-    labels = np.asarray(labels, dtype=bool)
-    ranks = rankdata(scores)
-    n1, n0 = labels.sum(), (~labels).sum()
-    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def score_test(judge, protocol_path: str, items, batch: int = 64) -> dict[str, float]:
     """Accuracy and ROC-AUC on the test pairs with the metric's scoring, and EvalAlignScore means."""
     from evalalign_metric import EvalAlignScore
@@ -165,7 +158,8 @@ def score_test(judge, protocol_path: str, items, batch: int = 64) -> dict[str, f
                 scores.append(q.expectation)
                 correct.append((q.argmax == 1.0) == (which == 0))
             metric.update(images, prompts)
-    return {"accuracy": float(np.mean(correct)), "roc_auc": roc_auc(labels, scores), "n": len(labels),
+    auc = roc_auc([v for v, y in zip(scores, labels) if y], [v for v, y in zip(scores, labels) if not y])
+    return {"accuracy": float(np.mean(correct)), "roc_auc": auc, "n": len(labels),
             "metric_matched": float(matched.compute()["alignment/Match"]),
             "metric_mismatched": float(mismatched.compute()["alignment/Match"]),
             "outside_mass": float(matched.compute()["mean_outside_mass"])}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalalign_metric.protocol.schema import protocol_from_dict
-from evalalign_metric.training import scenes
+from evalalign_metric.synthetic import scenes
 from evalalign_metric.training.readers import read_jsonl
 
 

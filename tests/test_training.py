@@ -17,7 +17,7 @@ from PIL import Image, ImageEnhance
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.protocol import load_protocol
-from evalalign_metric.training import scenes
+from evalalign_metric.synthetic import scenes
 from evalalign_metric.training.annotations import Annotation
 from evalalign_metric.training.augment import (
     IMATCH_PHRASINGS,
@@ -725,7 +725,7 @@ def _tiny_built_judge(tmp_path):
 
 
 def test_spatial_phrases_are_the_elements_scene_prompts_write():
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     phrases = set(scenes.spatial_phrases())
     written = set()

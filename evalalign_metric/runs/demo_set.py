@@ -1,6 +1,6 @@
 """The demo's image set, drawn at run time (no binary files ship): two pretend text-to-image models.
 
-Ten prompts about synthetic shape scenes (``evalalign_metric.training.scenes``, what the embedded judge
+Ten prompts about synthetic shape scenes (``evalalign_metric.synthetic.scenes``, what the embedded judge
 was trained on), each with its EvalAlign elements. ``painter`` draws each prompt as written, with clean
 outlines; ``scribbler`` draws a scene that gets some of the prompt wrong (a colour, a count, a shape, the
 relation), with distorted, torn outlines. The prompts go to ``<root>/prompts.json`` (a prompts file for
@@ -32,7 +32,7 @@ from pathlib import Path
 from PIL import Image
 
 from evalalign_metric.fileio import write_atomic
-from evalalign_metric.training import scenes
+from evalalign_metric.synthetic import scenes
 
 DEMO_MODELS = ("painter", "scribbler")
 N_PROMPTS = 10

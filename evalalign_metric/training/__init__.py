@@ -4,7 +4,8 @@
 - :mod:`~evalalign_metric.training.targets`: annotation -> protocol question + answer option (binning);
 - :mod:`~evalalign_metric.training.augment`: iMatch's augmentations, each a switch;
 - :mod:`~evalalign_metric.training.trainer`: the resumable training loop (LoRA or full, accelerate);
-- :mod:`~evalalign_metric.training.scenes`: synthetic shape scenes with known truth.
+- synthetic shape scenes with known truth are in :mod:`evalalign_metric.synthetic` (``training.scenes`` is a
+  deprecated alias).
 
 Example:
     >>> from evalalign_metric.training import TrainConfig, train
