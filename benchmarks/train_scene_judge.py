@@ -1,6 +1,6 @@
 """Train the embedded default judge on synthetic shape scenes and check it against known truth.
 
-Scenes (``evalalign_metric.training.scenes``): one or two groups of shapes, colours, counts 1-3, a spatial
+Scenes (``evalalign_metric.synthetic.scenes``): one or two groups of shapes, colours, counts 1-3, a spatial
 relation, and a distortion level 0-4. Each training image gets its true prompt and two perturbed ones, each
 asked the EvalAlign alignment questions that apply (Object, Count, Color, Spatial; truth 0-2 from the
 claims), plus the faithfulness questions (object and common = distortion level 0-4; body, Hand and face
@@ -18,23 +18,17 @@ or name the held-out (shape, colour) pairs (``scenes.HELD_OUT_PAIRS``; ``--stric
 them either). The projector stays as built in every stage (``training.freeze``; ``--no-freeze-projector``
 trains it): trained, it drops the image tokens' positions, which the vision tower keeps.
 
-Why each option, as measured on 300 held-out scenes (README, "Proofs"): ``--projector linear`` builds a
-norm-keeping linear projector, so the language model's input keeps the positions
-(``benchmarks/probe_image_positions.py``: left/right 0.993 after stage 1, against 0.785 with the frozen GELU
-MLP and 0.685 with it trained); ``--position-steps N`` adds a stage of the position questions alone after
-stage 1 (there left/right reached 0.98); ``--one-changes N`` adds training prompts with exactly one thing
-wrong (``scenes.one_change``); ``--phrase-tokens`` makes each of the 24 Spatial elements the prompts can
-hold ("circle: on the left of the square;") one token of the judge's tokenizer; ``--bind
-positions,Spatial:N`` is a stage of the position questions and EvalAlign's Spatial question together.
-Spelled out word by word, the relation is never checked for left/right by this two-layer language model,
-even when it answers "where is (triangle: relative to the circle;)?" in plain words (0.99); with the phrase
-tokens and that stage, a prompt with the relation reversed scores 0.04 against 1.97 for the true one.
-``--bind colours,Color=3,Spatial:1000:4`` does the same for Color: the colour of each kind of shape, the shape
-written as an element ("What color is (triangle;)?", ``scenes.element_colour_annotations``), asked beside
-EvalAlign's Color and Spatial questions (Color drawn three times as often, four questions per image). Asked
-alone or among all the others, EvalAlign's colour check formed in some runs and not in others.
-``--reverse-questions`` (which shape is red / on the left?) and ``--rope-columns`` (a rotary frequency
-that turns once per row of image tokens) were tried and did not help.
+Options: ``--projector linear`` builds a norm-keeping linear projector, so the language model's input keeps
+the image tokens' positions; ``--position-steps N`` adds a stage of the position questions alone after
+stage 1; ``--one-changes N`` adds training prompts with exactly one thing wrong (``scenes.one_change``);
+``--phrase-tokens`` makes each of the 24 Spatial elements the prompts can hold ("circle: on the left of the
+square;") one token of the judge's tokenizer; ``--bind positions,Spatial:N`` is a stage of the position
+questions and EvalAlign's Spatial question together; ``--bind colours,Color=3,Spatial:1000:4`` a stage of the
+colour of each kind of shape, the shape written as an element ("What color is (triangle;)?",
+``scenes.element_colour_annotations``), asked beside EvalAlign's Color and Spatial questions (Color drawn
+three times as often, four questions per image); ``--reverse-questions`` (which shape is red / on the left?)
+and ``--rope-columns`` (a rotary frequency that turns once per row of image tokens) add those questions and
+that frequency. What each option did, as measured: ``docs/embedded-judge.md``, "How the recipe was found".
 
 Held-out check: scenes from new seeds, every other one holding a held-out pair named by its prompts, scored
 with ``evalalign_metric.functional.score_images`` (the metric's scoring, QAlign expectation): per aspect,
@@ -71,7 +65,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from evalalign_metric.training.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINATIONS
+from evalalign_metric.synthetic.scenes import HELD_OUT_PAIRS as HELD_OUT_COMBINATIONS
 
 
 def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int = 3, describe_seeds=None,
@@ -90,7 +84,7 @@ def write_split(folder: Path, seeds, *, exclude=(), include=None, prompts: int =
     drawn with ``scenes.VARIED`` (backgrounds, sizes, outlines, up to five shapes, counts up to four).
     ``imatch.jsonl`` holds the shipped ``"imatch"`` protocol's rows about the prompts of ``annotations.jsonl``
     (``scenes.imatch_annotations``)."""
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     # every image is drawn again (about a second per thousand): a folder left by an older generator would
     # otherwise pair old pictures with new truth
@@ -204,7 +198,7 @@ def parse_bind(text: str) -> Bind:
         >>> sorted(bind.aspects), bind.weights, bind.steps, bind.per_image
         (['Color', 'Spatial', 'colours'], {'Color': 3.0}, 1000, 4)
     """
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     known = (*scenes.ALIGNMENT_ASPECTS, *scenes.FAITHFULNESS_ASPECTS, *BIND_EXTRAS)
     parts = text.split(":")
@@ -260,7 +254,7 @@ def write_bind_stage(work: Path, name: str, bind: Bind, *, reverse: bool, sides:
     """Write a ``--bind`` stage's rows (``work/<split>/<name>.jsonl``) and return its protocol: ``"evalalign"``
     for EvalAlign's aspects alone; with direct questions too (``BIND_EXTRAS``), the path of a protocol holding
     both (``work/<name>_protocol.json``)."""
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     evalalign_aspects = bind.aspects - set(BIND_EXTRAS)
     write_subset(work, "annotations.jsonl", f"{name}.jsonl", evalalign_aspects.__contains__)
@@ -364,7 +358,7 @@ def score_heldout(judge, items, folder: Path, batch: int = 32) -> dict[str, dict
                          plcc=float(stats.pearsonr([v[0] for v in chosen], [v[1] for v in chosen])[0]),
                          accuracy=float(np.mean([v[2] for v in chosen])))
             if entry["levels"] == 2:
-                from scene_checks import roc_auc
+                from evalalign_metric.synthetic.checks import roc_auc
 
                 top = max(v[1] for v in chosen)
                 entry["auc"] = roc_auc([v[0] for v in chosen if v[1] == top], [v[0] for v in chosen if v[1] != top])
@@ -382,7 +376,7 @@ This small LLaVA-style judge ({params:.2f}M parameters: a {vision} vision tower,
 model, a tokenizer trained for it) ships with `evalalign-metric` so that {use} work offline on a fresh machine.
 It was {origin} by
 `benchmarks/train_scene_judge.py` with the project's own training code (`evalalign train`) on synthetic
-64x64 scenes drawn by `evalalign_metric.training.scenes` ({drawn}): direct questions
+64x64 scenes drawn by `evalalign_metric.synthetic.scenes` ({drawn}): direct questions
 about what is drawn first, then {asked} about {n_train} scenes and prompts that never name
 the held-out shape/colour pairs (`scenes.HELD_OUT_PAIRS`). Its projector (vision tower to language model,
 {projector}) was kept as built: trained, it drops where each image token is.{phrases}
@@ -474,7 +468,7 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
     own = target.name[len("judge-"):] if target.name.startswith("judge-") else None  # assets/judge-<protocol>
     shown = PROTOCOL_TITLES.get(own, own) if own else None
     sidecar["description"] = (f"Default {shown + ' ' if own else ''}judge for synthetic shape scenes "
-                              "(training/scenes.py), NOT for photographs; see README.md")
+                              "(synthetic/scenes.py), NOT for photographs; see README.md")
     sidecar["heldout_agreement"] = heldout
     checked = checks(staging) if checks else {}
     sidecar.update({f"heldout_{k}": v for k, v in checked.items()})
@@ -506,7 +500,7 @@ def install(judge_dir: Path, target: Path, *, score, n_train: int, spec: dict, c
         timing = f" (training took {recorded['train_seconds']:,.0f} s{where})"
     from transformers import AutoTokenizer
 
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     phrases = ""
     if len(AutoTokenizer.from_pretrained(staging).tokenize(scenes.spatial_phrases()[0])) == 1:
@@ -605,10 +599,10 @@ def built_spec(judge_dir: Path) -> dict:
 def judge_checks(folder, *, max_count: int) -> dict:
     """``scene_checks.py``'s figures for a judge: under each drawing variation, and, for a judge whose sidecar
     names the imatch protocol, iMatch's figures on classic and on varied scenes."""
-    from scene_checks import score_imatch, score_variations
+    from evalalign_metric.synthetic.checks import score_imatch, score_variations
 
     from evalalign_metric.judge import load_judge
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
 
     judge = load_judge(folder, cache=False)
     out = {"variations": score_variations(judge, max_count=max_count)}
@@ -635,7 +629,7 @@ def checks_met(checked: dict) -> bool:
 
 
 def print_checks(checked: dict) -> None:
-    from scene_checks import print_imatch, print_variations
+    from evalalign_metric.synthetic.checks import print_imatch, print_variations
 
     print_variations(checked["variations"])
     for name in ("imatch", "imatch_varied"):
@@ -753,7 +747,7 @@ def main(argv=None) -> int:
 
     from evalalign_metric.judge import load_judge
     from evalalign_metric.official import alignment_prompts
-    from evalalign_metric.training import scenes
+    from evalalign_metric.synthetic import scenes
     from evalalign_metric.protocol import load_protocol
 
     work = Path(args.work)
