@@ -1,11 +1,9 @@
 """Named judges: a short name -> Hub repo, pinned revision, chat format and protocol.
 
 A metric value is reproducible only with the same weights, so each name carries the revision it was
-registered with. The official EvalAlign repos were looked up on the Hub's pages (offline here): the 34B
-repo's ``main`` was at commit ``eb12541`` ("Upload 21 files", 15 fp16 shards) and only the short id is
-known, the 13B repo's commit could not be looked up. Both therefore pin the revision given at registration
-(``main``) and, where known, the expected commit prefix is checked after resolution: a mismatch warns that
-the repo moved since this version of the library. Pass ``revision=<full commit sha>`` to pin exactly.
+registered with and, where known, the expected commit prefix, checked after resolution: a mismatch warns that
+the repo moved since this version of the library. Pass ``revision=<full commit sha>`` to pin exactly. Where
+the registered revisions and prefixes come from: ``docs/judges.md``.
 
 Example:
     >>> spec = judge_spec("evalalign-13b")

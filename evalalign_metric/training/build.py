@@ -67,9 +67,9 @@ class BuildSpec:
     # ``vision_feature_layer``); an early one keeps the patch positions that deep layers wash out
     feature_layers: tuple[int, ...] = (-1,)
     # "mlp": LLaVA's projector as transformers initialises it (linear, GELU, linear); "linear": the same two
-    # layers with the identity activation, built as a norm-keeping (semi-orthogonal) map. Kept frozen
-    # (training.freeze), the latter hands the language model every direction of the tower's features,
-    # positions included; a GELU MLP, trained or frozen, lets them fade (benchmarks/probe_image_positions.py)
+    # layers with the identity activation, built as a norm-keeping (semi-orthogonal) map, which hands the
+    # language model every direction of the tower's features, positions included (measured against the GELU
+    # MLP in docs/embedded-judge.md, "Positions reach the language model")
     projector: str = "mlp"
     # the language model's rotary base chosen so that one of its frequencies turns once per row of image
     # tokens: a column's tokens then share a phase, and attention can prefer the left or right ones by

@@ -39,7 +39,9 @@ Args:
     elements (optional, keyword of `compute`): one dict per prompt in the official `result_info` form
         (e.g. `{"Object": "cat; mat;", "Color": "cat: black;"}`) or None. Prompts without elements use the
         official EvalAlign elements when the prompt is one of the 120 official alignment prompts, else the
-        `element_extractor` given at load time, else they are scored on faithfulness only.
+        `element_extractor` given at load time, else the ones the package's deterministic parser finds in the
+        prompt; only a prompt where it finds none is scored on faithfulness only (counted in
+        `num_without_elements`).
 Load-time options (`evaluate.load(path, config_name, **options)`):
     config_name: the judge, a local checkpoint folder or model reference (same as `model=`). Without one,
         the package's default judge for `protocol` is used (a warning says when that is an untrained demo
@@ -49,7 +51,8 @@ Load-time options (`evaluate.load(path, config_name, **options)`):
 Returns:
     A dict of floats, the same keys and values as `EvalAlignScore.compute()`: `overall`, `faithfulness`,
     `alignment`, `faithfulness/<aspect>`, `alignment/<aspect>` (NaN when never asked),
-    `alignment_total_per_image`, `num_images`, `num_without_elements`, `mean_outside_mass`.
+    `alignment_total_per_image`, `num_images`, `num_without_elements`, `elements_from/<source>` (how many
+    prompts got their elements from `caller`, `file`, `official`, `extractor`, `parser`), `mean_outside_mass`.
 Examples:
     >>> import evaluate
     >>> from PIL import Image
