@@ -53,3 +53,16 @@ def test_scene_checks_run_through_the_metric_scoring(tiny_judge_path):
     assert result["n_prompts"] == len(items)
     assert result["n_elements"] == sum(len(item[2]) for item in items)
     assert -1.0 <= result["overall_srcc"] <= 1.0 or math.isnan(result["overall_srcc"])
+
+
+def test_lower_layers_import_no_higher_layer():
+    import subprocess
+
+    code = ("import sys\n"
+            "import evalalign_metric.scoring, evalalign_metric.functional, evalalign_metric.metric\n"
+            "import evalalign_metric.synthetic.checks\n"
+            "higher = ('evalalign_metric.runs', 'evalalign_metric.commands', 'evalalign_metric.training',\n"
+            "          'evalalign_metric.callbacks', 'evalalign_metric.report')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(higher)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
