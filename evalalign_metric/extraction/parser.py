@@ -178,6 +178,12 @@ def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
     """An adjective before a noun: listed, with an adjective suffix, or an -ing / -ed form before a noun."""
     low = tokens[i].lower()
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    if lex.has("suffix_nouns", low):
+        return False  # "a catfish", "a locomotive": nouns the suffix rule below would misread
+    if lex.has("noun_adjectives", low):
+        # "a square table", but "a yellow square": a noun unless it modifies a following noun
+        return nxt is not None and (_nounish(lex, nxt) or lex.has("adjectives", nxt)
+                                    or bool(_color_at(lex, tokens, i + 1)))
     if lex.has("adjectives", low) or low in ("first", "second", "third", "last", "next", "more"):
         return True
     if nxt is not None and nxt.lower() == "than":
@@ -195,7 +201,8 @@ def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
 
 def _nounish(lex: Lexicon, word: str) -> bool:
     low = word.lower()
-    return _is_content(lex, low) and not lex.has("adjectives", low) and not lex.has("colors", low)
+    return _is_content(lex, low) and not lex.has("colors", low) and (
+        not lex.has("adjectives", low) or lex.has("noun_adjectives", low))
 
 
 def _color_at(lex: Lexicon, tokens: Sequence[str], i: int) -> int:
