@@ -225,6 +225,25 @@ CLASS_CASES = [
      {"Object": "locomotive; bridge;", "Count": "locomotive: a; bridge: a;",
       "Spatial": "locomotive: on the bridge;"}, ()),
     ("a foolish dog and an expensive car", {"Object": "dog; car;", "Count": "dog: a; car: a;"}, ()),
+    # negation: what is negated is never asked as present, and the notes say so; the scope goes on over
+    # "or" and over "and" to a bare noun, and stops at a determined one ("and a lamp": the lamp is there)
+    ("a dog with no collar", {"Object": "dog;", "Count": "dog: a;"},
+     ("negated, so never asked as present: no collar",)),
+    ("a street without cars or people", {"Object": "street;", "Count": "street: a;"},
+     ("negated, so never asked as present: no cars; no people",)),
+    ("a room with no chairs and a lamp", {"Object": "room; lamp;", "Count": "room: a; lamp: a;"},
+     ("negated, so never asked as present: no chairs",)),
+    ("a dog that isn't brown", {"Object": "dog;", "Count": "dog: a;"},
+     ("negated, so never asked as present: dog: not brown",)),
+    ("a cat, not a dog", {"Object": "cat;", "Count": "cat: a;"}, ("negated, so never asked as present: no dog",)),
+    ("a man not wearing a hat", {"Object": "man;", "Count": "man: a;"},
+     ("negated, so never asked as present: man: not wearing; no hat",)),
+    ("a cat that is not on the table", {"Object": "cat; table;", "Count": "cat: a; table: a;"},
+     ("negated, so never asked as present: cat: not on the table",)),
+    ("no humans, a red bench", {"Object": "bench;", "Count": "bench: a;", "Color": "bench: red;"},
+     ("negated, so never asked as present: no humans",)),
+    # an abstract thing negated needs no note; a colour outside the scope stays
+    ("a brown dog without fear", {"Object": "dog;", "Count": "dog: a;", "Color": "dog: brown;"}, ()),
 ]
 
 

@@ -79,6 +79,8 @@ _RELATIVE = {"which", "who", "that", "whom"}
 _NO_ACTION_VERBS = {"be", "have", "do"}
 _COLOR_WORDS = {"color", "colors", "colour", "colours", "tones", "hues", "shades"}
 _COLORING_VERBS = {"painted", "colored", "coloured", "dyed", "tinted", "turned", "turn", "turns"}
+_NEGATORS = {"not", "never", "neither"}  # "no" (a determiner) and "without" (a preposition): see _negation
+_CONTRACTIONS = {"can't": "can", "won't": "will", "ain't": "is", "shan't": "shall"}
 
 
 @dataclass
@@ -93,6 +95,7 @@ class NounPhrase:
     det: str | None = None  # the determiner as written ("the", "their", ...), None for none
     bare: bool = False  # no determiner, number, colour or adjective: "pillows" in "white comforters and pillows"
     kept: bool = True  # listed as an object (set by the reader: clause and position rules)
+    negated: bool = False  # "no cars", "without a hat", "not a dog": never listed, named in the notes
 
 
 @dataclass
@@ -104,6 +107,7 @@ class _Item:
     text: str = ""
     np: NounPhrase | None = None
     tense: str = ""  # verbs: "ing", "ed" or "finite"
+    negated: bool = False  # under "not" / "never" / "without": not asked, named in the notes
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,22 @@ class ParseResult:
 
 
 def tokenize(prompt: str) -> list[str]:
-    """Words (with inner hyphens and apostrophes) and single punctuation marks.
+    """Words (with inner hyphens and apostrophes) and single punctuation marks; ``n't`` is ``not``.
 
     Example:
         >>> tokenize("a side-by-side view, 3D render!")
         ['a', 'side-by-side', 'view', ',', '3D', 'render', '!']
+        >>> tokenize("a cat that isn't black")
+        ['a', 'cat', 'that', 'is', 'not', 'black']
     """
-    return _TOKEN.findall(prompt)
+    tokens: list[str] = []
+    for token in _TOKEN.findall(prompt):
+        low = token.lower()
+        if low.endswith("n't") and len(low) > 3:
+            tokens += [_CONTRACTIONS.get(low, token[:-3]), "not"]
+        else:
+            tokens.append(token)
+    return tokens
 
 
 def join_color_lists(lex: Lexicon, tokens: Sequence[str]) -> list[str]:
@@ -468,17 +481,55 @@ def _drop_determiner(rest: list[str]) -> None:
 
 
 def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
-    """The chunks of one segment's words, left to right."""
+    """The chunks of one segment's words, left to right, negated ones marked (see :func:`_negation`)."""
     items: list[_Item] = []
     i = 0
+    negation = ""
     while i < len(words):
         if items and items[-1].kind == "prep" and items[-1].text == "to" and _infinitive(lex, words, i):
             i += 1  # "to indicate": a verb's infinitive, neither an object nor an action
             continue
+        if words[i].lower() in _NEGATORS:
+            negation = "next"
+            i += 1
+            continue
         item, i = _next_chunk(lex, words, i, items[-1].kind if items else "")
         if item is not None:
+            negation = _negation(item, negation)
             items.append(item)
     return items
+
+
+def _negation(item: _Item, state: str) -> str:
+    """Mark ``item`` negated when it is in the scope of a negation; return the scope's state after it.
+
+    The scope (``state``) opens with ``"not"``, ``"never"``, ``"neither"`` (``"next"``: the next noun phrase,
+    verb, colour or relation is negated, and so is a negated verb's or relation's object), with
+    ``"without"`` and with a noun phrase determined by ``"no"``. After a negated noun phrase (``"list"``) it
+    goes on over ``"or"`` / ``"nor"`` and ``"of"``, and over ``"and"`` to a phrase with no determiner or
+    number (``"without milk and sugar"``; ``"no chairs and a lamp"``: the lamp is there); anything else
+    closes it. A segment (between commas) starts with no scope.
+    """
+    kind = item.kind
+    if kind == "np":
+        np = item.np
+        if state == "next" or np.det == "no" or (
+                state == "list-and" and np.det is None and np.count in (None, "a")):
+            np.negated = item.negated = True
+            return "list"
+        return ""
+    if kind == "prep" and item.text == "without":
+        return "next"
+    if state == "next":
+        if kind in ("verb", "rel", "abs", "color", "incolor"):
+            item.negated = True
+            return "next" if kind == "verb" else ""  # "not wearing a hat"; "not on the table": the table is
+        return "next" if kind in ("aux", "prep") else ""
+    if state == "list" and (kind == "conj" and item.text in ("or", "nor") or kind == "prep" and item.text == "of"):
+        return "next"
+    if state == "list" and kind == "conj" and item.text == "and":
+        return "list-and"
+    return ""
 
 
 def _infinitive(lex: Lexicon, words: Sequence[str], i: int) -> bool:
@@ -612,6 +663,8 @@ class _Reader:
     last_abs: tuple[int, list[NounPhrase]] | None = None  # (index in spatial, subjects) of "in a line" & co.
     each: bool = False  # after "each": one thing per subject ("two men, each with a hat": two hats)
     last_prep: str = ""
+    negated: list[str] = field(default_factory=list)  # what the prompt negates, for the notes ("no cars")
+    negated_relation: int | None = None  # index in negated of a relation waiting for its object
 
     def read(self, item: _Item) -> None:
         kinds = self.kinds
@@ -638,6 +691,10 @@ class _Reader:
         """Whether a noun phrase is one of the depicted objects (see :func:`parse_elements`)."""
         lex = self.lex
         possessed_thing = lex.has("possessives", np.det or "") and not _animate_word(lex, np.name.split()[-1])
+        if np.negated:
+            if not np.abstract:  # "without fear" needs no note
+                self._add(self.negated, f"no {np.name}")
+            return False
         if np.abstract or self.clause == "absolute" or possessed_thing:  # "their tails"; "his friend" is there
             return False
         if self.clause == "participial" and np.det == "the":
@@ -651,6 +708,9 @@ class _Reader:
 
     def _on_np(self, item: _Item) -> None:
         np = item.np
+        if self.negated_relation is not None and self.prev == "rel":
+            self.negated[self.negated_relation] += f" the {np.name}"
+        self.negated_relation = None
         if np.colors and np.name.lower() in _COLOR_WORDS and (self.group or self.recent):
             # "a sweater with peach and coral colors": the colours are the sweater's, "colors" is no thing
             owner = self.group or self.recent
@@ -734,6 +794,12 @@ class _Reader:
         self.last_spatial = (self.spatial.index(text), np)
 
     def _on_rel(self, item: _Item) -> None:
+        if item.negated:  # "a cat that is not on the table": no relation (the table is there)
+            subjects = self.group if self.prev == "np" else self.subject
+            self.relation = self.last_abs = None
+            self._add(self.negated, f"{_names(subjects)}: not {item.text}" if subjects else f"not {item.text}")
+            self.negated_relation = len(self.negated) - 1
+            return
         complement = self.prev == "verb" and self.complement is not None and self.complement is self.group
         subjects = self.group if self.prev == "np" or complement else (self.subject or self.head or [])
         if self.prev == "pron":
@@ -751,7 +817,9 @@ class _Reader:
     def _on_abs(self, item: _Item) -> None:
         subjects = self.group if self.prev == "np" else self.recent if self.prev == "break" else self.subject
         self.last_abs = None
-        if subjects and all(s.kept for s in subjects):
+        if item.negated:
+            self._add(self.negated, f"{_names(subjects)}: not {item.text}" if subjects else f"not {item.text}")
+        elif subjects and all(s.kept for s in subjects):
             self._add(self.spatial, f"{_names(subjects)}: {item.text}")
             self.last_abs = (self.spatial.index(f"{_names(subjects)}: {item.text}"), subjects)
 
@@ -767,12 +835,17 @@ class _Reader:
             self.head = None
 
     def _on_incolor(self, item: _Item) -> None:
-        if self.group:
+        if item.negated:
+            self._add(self.negated, f"{_names(self.group)}: not {item.text}" if self.group else f"not {item.text}")
+        elif self.group:
             self.colors.append(f"{_names(self.group)}: {item.text}")
 
     def _on_color(self, item: _Item) -> None:
         coloured = self.prev == "verb" and self.last_verb.lower() in _COLORING_VERBS
-        if (self.prev == "aux" or coloured) and self.subject:
+        if item.negated:  # "a dog that is not brown"
+            owner = self.subject if self.prev == "aux" or coloured else []
+            self._add(self.negated, f"{_names(owner)}: not {item.text}" if owner else f"not {item.text}")
+        elif (self.prev == "aux" or coloured) and self.subject:
             # "the car is red", "the walls are painted blue"
             self.colors.append(f"{_names(self.subject)}: {item.text}")
         elif self.prev in ("", "break", "end"):
@@ -803,6 +876,10 @@ class _Reader:
             self._set_subject(self.group if item.tense == "ing" else self.rel_subject or self.group)
         elif not self.subject and self.prev == "break" and self.sentence_head:
             self._set_subject(self.sentence_head)  # "a boy, excited to play, jumps away": the boy jumps
+        if item.negated:  # "a dog that is not running": no action, a note
+            self.action = None
+            self._add(self.negated, f"{_names(self.subject)}: not {item.text}" if self.subject else f"not {item.text}")
+            return
         if not self.subject or not self._is_action(item):
             self.action = None
             return
@@ -954,10 +1031,12 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResul
         "Spatial": _join(reader.spatial),
         "Action": _join(reader.actions),
     }
-    notes = ()
+    notes: list[str] = []
+    if reader.negated:
+        notes.append(f"negated, so never asked as present: {'; '.join(reader.negated)}")
     if all(info[a] == NONE for a in ASPECTS):
-        notes = (f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"',)
-    return ParseResult(validate_result_info(info), notes)
+        notes.append(f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"')
+    return ParseResult(validate_result_info(info), tuple(notes))
 
 
 class ParserElementExtractor:
