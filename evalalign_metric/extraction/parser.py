@@ -52,7 +52,7 @@ Example:
     >>> info["Style"], info["Spatial"], info["Action"]
     ('oil painting;', 'apples: on the table;', 'none')
     >>> parse_elements("a man riding a horse").result_info["Action"]
-    'man is riding;'
+    'man is riding a horse;'
     >>> parse_elements("!!!").notes
     ('nothing recognisable in prompt \\'!!!\\': every aspect is "none"',)
 """
@@ -96,6 +96,7 @@ class NounPhrase:
     bare: bool = False  # no determiner, number, colour or adjective: "pillows" in "white comforters and pillows"
     kept: bool = True  # listed as an object (set by the reader: clause and position rules)
     negated: bool = False  # "no cars", "without a hat", "not a dog": never listed, named in the notes
+    written: str = ""  # the phrase as written ("a white horse"): a verb's object in an Action element
 
 
 @dataclass
@@ -325,7 +326,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
     count = quantity if quantity is not None else _default_count(lex, det, head, plural)
     abstract = lex.has("abstract_nouns", head) and not lex.has("keep_nouns", head)
     bare = not (det or quantity or colors or modified)
-    return NounPhrase(name, count, plural, colors, abstract, det, bare), [], j
+    return NounPhrase(name, count, plural, colors, abstract, det, bare, written=" ".join(tokens[i:j])), [], j
 
 
 def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licensed: bool) -> int:
@@ -665,10 +666,20 @@ class _Reader:
     last_prep: str = ""
     negated: list[str] = field(default_factory=list)  # what the prompt negates, for the notes ("no cars")
     negated_relation: int | None = None  # index in negated of a relation waiting for its object
+    object_slot: str = ""  # where the action's verb may take (more of) its object: see _object
+    pending_object: tuple[dict, list[str], NounPhrase] | None = None  # (action, words, np) of "and <np>" after
+    # an object: more of the object, unless the next verb's subject is np ("feeds two ducks and a swan swims")
 
     def read(self, item: _Item) -> None:
         kinds = self.kinds
+        pending, self.pending_object = self.pending_object, None
+        slot = self.object_slot
         getattr(self, f"_on_{item.kind}")(item)
+        if pending is not None and not (item.kind == "verb" and pending[2] in self.subject):
+            pending[0]["objects"] += pending[1]
+            self._render_action(pending[0])
+        if self.object_slot == slot:
+            self.object_slot = self._next_object_slot(item)
         if item.kind != "clause" and self.kinds is kinds:  # a handler may say what the item stands for
             self.kinds = [self.kinds[-1], item.kind]
 
@@ -708,6 +719,7 @@ class _Reader:
 
     def _on_np(self, item: _Item) -> None:
         np = item.np
+        self._object(np)
         if self.negated_relation is not None and self.prev == "rel":
             self.negated[self.negated_relation] += f" the {np.name}"
         self.negated_relation = None
@@ -857,6 +869,7 @@ class _Reader:
         if self.prev == "conj" and self.kinds[0] == "verb" and self.action is not None:
             self.action["verbs"].append(item.text)
             self._render_action()
+            self.object_slot = "verb"
             return
         if item.tense == "ing" and self.prev == "np" and self.group_is_object:
             # "watching two birds flying", "with glasses sitting on a blanket": a complement, no action
@@ -884,8 +897,9 @@ class _Reader:
             self.action = None
             return
         aux = self.prev == "aux" or item.tense == "ing"
-        self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None}
+        self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None, "objects": []}
         self._render_action()
+        self.object_slot = "verb"
 
     def _is_action(self, item: _Item) -> bool:
         """Passives (``"are placed"``), background clauses, a thing's posture in the simple present
@@ -900,10 +914,37 @@ class _Reader:
         return not (item.tense == "finite" and self.prev != "aux" and not animate
                     and lex.has("posture_verbs", lemma or ""))
 
-    def _render_action(self) -> None:
-        a = self.action
+    def _next_object_slot(self, item: _Item) -> str:
+        """The object slot after ``item``: a verb takes its object directly or after ``at`` / ``for`` /
+        ``with`` (``"looking at a bird"``), more after ``and`` / ``or``, and ``of`` extends the last one (``"a
+        slice of pizza"``); anything else closes it."""
+        slot = self.object_slot
+        if slot == "verb" and item.kind == "prep" and item.text in ("at", "for", "with"):
+            return "prep"
+        if slot == "object" and (item.kind == "conj" and item.text in ("and", "or")):
+            return "conj"
+        if slot == "object" and item.kind == "prep" and item.text == "of":
+            return "of"
+        return ""
+
+    def _object(self, np: NounPhrase) -> None:
+        """Add ``np`` to the object of the action just read (``"cat is chasing a mouse"``), as written."""
+        slot, a = self.object_slot, self.action
+        self.object_slot = ""
+        if not slot or a is None or np.negated or np.abstract:
+            return
+        self.object_slot = "object"
+        if slot == "conj":
+            self.pending_object = (a, [self.conj, np.written], np)
+            return
+        a["objects"] += [self.last_prep if slot == "prep" else "of", np.written] if slot in ("prep", "of") \
+            else [np.written]
+        self._render_action()
+
+    def _render_action(self, action: dict | None = None) -> None:
+        a = action or self.action
         subject = _names(a["subject"])
-        verb = " and ".join(a["verbs"])
+        verb = " ".join([" and ".join(a["verbs"]), *a["objects"]])
         plural = len(a["subject"]) > 1 or a["subject"][0].plural
         text = f"{subject} {'are' if plural else 'is'} {verb}" if a["aux"] else f"{subject} {verb}"
         if a["index"] is None:
