@@ -265,6 +265,17 @@ CLASS_CASES = [
       "Action": "girl is running;"}, ()),
     ("two friends enjoying a sunny day",
      {"Object": "friends;", "Count": "friends: two;", "Action": "friends are enjoying;"}, ()),
+    # colour words inside names are no colour claim; a colour before any other noun still is
+    ("a red panda eating bamboo",
+     {"Object": "red panda; bamboo;", "Count": "red panda: a; bamboo: a;",
+      "Action": "red panda is eating bamboo;"}, ()),
+    ("two golden retrievers and a red car",
+     {"Object": "golden retrievers; car;", "Count": "golden retrievers: two; car: a;", "Color": "car: red;"}, ()),
+    ("a glass of orange juice",
+     {"Object": "glass; orange juice;", "Count": "glass: a;", "Spatial": "orange juice: in the glass;"}, ()),
+    ("a blackbird on a golden fence",
+     {"Object": "blackbird; fence;", "Count": "blackbird: a; fence: a;", "Color": "fence: golden;",
+      "Spatial": "blackbird: on the fence;"}, ()),
 ]
 
 

@@ -292,6 +292,11 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
         if lex.match("ing_compounds", tokens, j) or (
                 lex.match("relations", tokens, j) and not lex.has("adjectives", tokens[j])):
             break
+        n_name = lex.match_name("color_names", tokens, j)
+        if n_name:  # "a red panda", "orange juice": a name, not a colour
+            nouns.extend(tokens[j:j + n_name])
+            j += n_name
+            break
         n_color = _color_at(lex, tokens, j)
         if n_color:
             after = j + n_color
