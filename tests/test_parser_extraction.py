@@ -12,6 +12,7 @@ import torch
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction import lexicon as lexicon_module
 from evalalign_metric.extraction.parser import ParserElementExtractor, parse_elements
+from evalalign_metric.extraction.prompt_syntax import StrippedPrompt, strip_prompt_syntax
 from evalalign_metric.extraction.result_info import ASPECTS, parse_result_info
 from evalalign_metric.official import alignment_prompts
 
@@ -276,6 +277,23 @@ CLASS_CASES = [
     ("a blackbird on a golden fence",
      {"Object": "blackbird; fence;", "Count": "blackbird: a; fence: a;", "Color": "fence: golden;",
       "Spatial": "blackbird: on the fence;"}, ()),
+    # generator syntax is stripped first, and said so; the things of Midjourney's --no are negated
+    ("a lighthouse at dusk --ar 3:2 --v 6 --no boats, people",
+     {"Object": "lighthouse;", "Count": "lighthouse: a;"},
+     ("stripped generator syntax before parsing: --ar 3:2 | --v 6 | --no boats, people",
+      "negated, so never asked as present: no boats; no people")),
+    ("(masterpiece:1.3), 1girl, solo, (red hair:1.2), 8k, highly detailed",
+     {"Object": "girl; hair;", "Count": "girl: a;", "Color": "hair: red;"},
+     ("stripped generator syntax before parsing: (masterpiece:1.3) | 1girl | solo | (red hair:1.2)",)),
+    ("a [cat:fox:0.5] in a box",
+     {"Object": "fox; box;", "Count": "fox: a; box: a;", "Spatial": "fox: in the box;"},
+     ("stripped generator syntax before parsing: [cat:fox:0.5]",)),
+    ("Generate an image of two owls on a branch",
+     {"Object": "owls; branch;", "Count": "owls: two; branch: a;", "Spatial": "owls: on the branch;"},
+     ("stripped generator syntax before parsing: Generate an image of",)),
+    ("a wooden sign that says 'OPEN' above a door",
+     {"Object": "sign; door;", "Count": "sign: a; door: a;", "Spatial": "sign: above the door;"},
+     ("stripped generator syntax before parsing: that says 'OPEN'",)),
 ]
 
 
@@ -284,6 +302,24 @@ def test_prompts_people_type(prompt, expected, notes):
     result = parse_elements(prompt)
     assert result.result_info == {**NONE6, **expected}
     assert result.notes == notes
+
+
+@pytest.mark.parametrize("prompt", ["paint splashes on a wall", "the dog's bowl (a blue one) by the cat's bed",
+                                    "draw bridges over a river", "a man in a 3:2 frame", "a cat-dog hybrid"])
+def test_prose_is_not_generator_syntax(prompt):
+    # a verb that is not a request, apostrophes, round brackets and colons in prose, hyphens
+    assert strip_prompt_syntax(prompt) == StrippedPrompt(prompt)
+
+
+def test_syntax_stripping_is_reported_and_can_be_switched_off():
+    prompt = "Draw a cat on a mat --ar 3:2"
+    result = parse_elements(prompt)
+    assert result.stripped == ("Draw", "--ar 3:2")
+    assert result.result_info["Object"] == "cat; mat;"
+    raw = parse_elements(prompt, strip_syntax=False)
+    assert raw.stripped == () and raw.result_info["Object"] != "cat; mat;"
+    extract = ParserElementExtractor(strip_syntax=False)
+    assert extract.identity == "parser:v4-unstripped" and extract(prompt) == raw.result_info
 
 
 @pytest.mark.parametrize("prompt, expected", CASES, ids=[c[0][:40] for c in CASES])
@@ -331,7 +367,7 @@ def test_a_colour_alone_is_unbound_and_adjectives_alone_are_nothing():
 def test_extractor_wrapper_and_identity():
     extract = ParserElementExtractor()
     assert extract("a cat on a mat")["Spatial"] == "cat: on the mat;"
-    assert extract.identity == "parser:v3"
+    assert extract.identity == "parser:v4"
     assert extract.parse("?").notes
 
 

@@ -65,9 +65,10 @@ from typing import Sequence
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.lexicon import Lexicon, load_lexicon
+from evalalign_metric.extraction.prompt_syntax import StrippedPrompt, strip_prompt_syntax
 from evalalign_metric.extraction.result_info import ASPECTS, NONE, validate_result_info
 
-PARSER_VERSION = "3"
+PARSER_VERSION = "4"
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
 _SENTENCE_END = {".", ";", "!", "?", ":"}
 _SOFT_BREAK = {",", "(", ")", "[", "]", "{", "}", "|", "/"}
@@ -113,10 +114,14 @@ class _Item:
 
 @dataclass(frozen=True)
 class ParseResult:
-    """The extracted ``result_info`` (six aspects, ``"none"`` where nothing was found) and notes."""
+    """The extracted ``result_info`` (six aspects, ``"none"`` where nothing was found), notes (what was
+    negated, what was stripped, a prompt with nothing recognisable) and the pieces of generator syntax
+    stripped from the prompt as written (:func:`~evalalign_metric.extraction.prompt_syntax.strip_prompt_syntax`).
+    """
 
     result_info: dict[str, str]
     notes: tuple[str, ...] = ()
+    stripped: tuple[str, ...] = ()
 
 
 def tokenize(prompt: str) -> list[str]:
@@ -1044,17 +1049,34 @@ def _check_prompt(prompt) -> str:
     return prompt
 
 
-def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResult:
+def parse_elements(prompt: str, *, lexicon: Lexicon | None = None, strip_syntax: bool = True) -> ParseResult:
     """Extract the six-aspect ``result_info`` of an English T2I prompt (see the module docstring).
+
+    Args:
+        prompt: the prompt.
+        lexicon: the word lists (default: the packaged ones).
+        strip_syntax: first take out generator syntax (``--ar 3:2``, ``(cat:1.2)``, ``"Generate an image
+            of"``, quoted sign text; see :mod:`~evalalign_metric.extraction.prompt_syntax`); the pieces
+            taken out are in :attr:`ParseResult.stripped` and a note. ``False`` parses the prompt as written.
+
+    Returns:
+        :class:`ParseResult`.
+
+    Raises:
+        InputError: ``prompt`` is not a string, or is empty or whitespace only.
 
     Example:
         >>> r = parse_elements("The sky is blue and a dog is sleeping under a tree.").result_info
         >>> r["Color"], r["Spatial"], r["Action"]
         ('sky: blue;', 'dog: under the tree;', 'dog is sleeping;')
+        >>> r = parse_elements("Draw a cat on a mat --ar 3:2")
+        >>> r.result_info["Object"], r.stripped
+        ('cat; mat;', ('Draw', '--ar 3:2'))
     """
     prompt = _check_prompt(prompt)
     lex = lexicon or load_lexicon()
-    segments = split_segments(join_color_lists(lex, tokenize(prompt)))
+    syntax = strip_prompt_syntax(prompt) if strip_syntax else StrippedPrompt(prompt)
+    segments = split_segments(join_color_lists(lex, tokenize(syntax.text)))
     tag_like = sum(1 for words, kind in segments if words) > 1
     reader = _Reader(lex=lex)
     styles: list[str] = []
@@ -1078,30 +1100,39 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResul
         "Action": _join(reader.actions),
     }
     notes: list[str] = []
-    if reader.negated:
-        notes.append(f"negated, so never asked as present: {'; '.join(reader.negated)}")
+    if syntax.stripped:
+        notes.append(f"stripped generator syntax before parsing: {' | '.join(syntax.stripped)}")
+    negated = reader.negated + [f"no {thing}" for thing in syntax.negated if f"no {thing}" not in reader.negated]
+    if negated:
+        notes.append(f"negated, so never asked as present: {'; '.join(negated)}")
     if all(info[a] == NONE for a in ASPECTS):
         notes.append(f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"')
-    return ParseResult(validate_result_info(info), tuple(notes))
+    return ParseResult(validate_result_info(info), tuple(notes), syntax.stripped)
 
 
 class ParserElementExtractor:
     """The parser as an element extractor (``prompt -> result_info``), with an ``identity`` for caching.
 
+    Args:
+        lexicon: the word lists (default: the packaged ones).
+        strip_syntax: strip generator syntax first (see :func:`parse_elements`); the identity says when off.
+
     Example:
         >>> extract = ParserElementExtractor()
         >>> extract("three cats")["Count"], extract.identity
-        ('cats: three;', 'parser:v3')
+        ('cats: three;', 'parser:v4')
+        >>> ParserElementExtractor(strip_syntax=False).identity
+        'parser:v4-unstripped'
     """
 
-    identity = f"parser:v{PARSER_VERSION}"
-
-    def __init__(self, lexicon: Lexicon | None = None):
+    def __init__(self, lexicon: Lexicon | None = None, *, strip_syntax: bool = True):
         self.lexicon = lexicon
+        self.strip_syntax = strip_syntax
+        self.identity = f"parser:v{PARSER_VERSION}" + ("" if strip_syntax else "-unstripped")
 
     def parse(self, prompt: str) -> ParseResult:
         """The result with its notes."""
-        return parse_elements(prompt, lexicon=self.lexicon)
+        return parse_elements(prompt, lexicon=self.lexicon, strip_syntax=self.strip_syntax)
 
     def __call__(self, prompt: str) -> dict[str, str]:
         return self.parse(prompt).result_info
