@@ -294,6 +294,16 @@ CLASS_CASES = [
     ("a wooden sign that says 'OPEN' above a door",
      {"Object": "sign; door;", "Count": "sign: a; door: a;", "Spatial": "sign: above the door;"},
      ("stripped generator syntax before parsing: that says 'OPEN'",)),
+    # a colour tag with no noun is the colour of the prompt's main (first) thing; camera settings are style
+    ("portrait of a man, black and white, 85mm lens, bokeh",
+     {"Object": "man;", "Count": "man: a;", "Color": "man: black and white;",
+      "Style": "portrait; 85mm lens; bokeh;"}, ()),
+    ("a lighthouse on a cliff, teal and orange, f/1.8, ISO 400",
+     {"Object": "lighthouse; cliff;", "Count": "lighthouse: a; cliff: a;", "Color": "lighthouse: teal and orange;",
+      "Style": "f/1.8; ISO 400;", "Spatial": "lighthouse: on the cliff;"}, ()),
+    # not a colour tag: a colour with its noun in the tag
+    ("a lighthouse, red roof",
+     {"Object": "lighthouse; roof;", "Count": "lighthouse: a; roof: a;", "Color": "roof: red;"}, ()),
 ]
 
 

@@ -30,7 +30,7 @@ _WORD_SETS = ("colors", "color_modifiers", "color_nouns", "determiners", "pronou
               "conjunctions", "prepositions", "particles", "adverbs", "adjectives", "abstract_nouns",
               "ing_nouns", "singular_s", "uncountable", "style_heads", "keep_nouns", "possessives",
               "animate_nouns", "setting_nouns", "posture_verbs", "worn_nouns", "ly_nouns", "containers",
-              "flat_containers", "ic_nouns", "noun_adjectives", "suffix_nouns")
+              "flat_containers", "ic_nouns", "noun_adjectives", "suffix_nouns", "media_heads")
 _VOWELS = set("aeiou")
 
 

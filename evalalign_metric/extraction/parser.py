@@ -69,7 +69,8 @@ from evalalign_metric.extraction.prompt_syntax import StrippedPrompt, strip_prom
 from evalalign_metric.extraction.result_info import ASPECTS, NONE, validate_result_info
 
 PARSER_VERSION = "4"
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
+_TOKEN = re.compile(r"[fF]/\d+(?:\.\d+)?|[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
+_CAMERA_SPEC = re.compile(r"\d+(?:\.\d+)?mm|f/\d+(?:\.\d+)?")
 _SENTENCE_END = {".", ";", "!", "?", ":"}
 _SOFT_BREAK = {",", "(", ")", "[", "]", "{", "}", "|", "/"}
 _ADJ_SUFFIXES = ("ful", "ous", "less", "ish", "ive", "-made", "-colored", "-coloured", "-covered", "-shaped")
@@ -416,6 +417,12 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         if n:
             i += n
             continue
+        n = _camera_at(lex, words, i)
+        if n:  # "85mm lens", "f/1.8", "ISO 100": how it was shot, a style
+            styles.append(" ".join(words[i:i + n]))
+            _drop_determiner(rest)
+            i += n
+            continue
         n = lex.match("styles", words, i)
         if n == 1 and i + 1 < len(words) and _animate_word(lex, words[i + 1]):
             n = 0  # "anime girl", "cartoon dog": the style word is part of the thing's name
@@ -440,6 +447,20 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         rest.append(words[i])
         i += 1
     return styles, rest
+
+
+def _camera_at(lex: Lexicon, words: Sequence[str], i: int) -> int:
+    """Length of a camera setting at ``i`` (``"85mm lens"``, ``"f/1.8"``, ``"ISO 400"``), else 0."""
+    low = words[i].lower()
+    if _CAMERA_SPEC.fullmatch(low):
+        n = 1
+    elif low == "iso" and i + 1 < len(words) and words[i + 1].isdigit():
+        n = 2
+    else:
+        return 0
+    while i + n < len(words) and lex.has("media_heads", words[i + n]):
+        n += 1
+    return n
 
 
 def _style_modifiers(lex: Lexicon, rest: Sequence[str]) -> int:
@@ -1080,6 +1101,7 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None, strip_syntax:
     tag_like = sum(1 for words, kind in segments if words) > 1
     reader = _Reader(lex=lex)
     styles: list[str] = []
+    tag_colors: list[int] = []  # indices in reader.colors of colour tags (", black and white,")
     first = True
     for words, boundary in segments:
         found, rest = extract_styles(lex, words, tag_like)
@@ -1088,9 +1110,13 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None, strip_syntax:
         reader.read(_Item("clause", clause_kind(lex, items, first)))
         for item in items:
             reader.read(item)
+        if tag_like and [i.kind for i in items] == ["color"] and reader.pending_color is not None:
+            tag_colors.append(reader.pending_color)
         reader.read(_Item(boundary))
         first = boundary == "end"
     objects = list(reader.objects.values())
+    for index in tag_colors if objects else ():
+        reader.colors[index] = f"{objects[0].name}: {reader.colors[index]}"  # the colours of the main thing
     info = {
         "Object": _join([o.name for o in objects]),
         "Count": _join([f"{o.name}: {o.count}" for o in objects if o.count]),
