@@ -301,6 +301,26 @@ CLASS_CASES = [
     ("a lighthouse on a cliff, teal and orange, f/1.8, ISO 400",
      {"Object": "lighthouse; cliff;", "Count": "lighthouse: a; cliff: a;", "Color": "lighthouse: teal and orange;",
       "Style": "f/1.8; ISO 400;", "Spatial": "lighthouse: on the cliff;"}, ()),
+    # attachment: an -ing verb after "N with NP" is done by NP if it is people or animals, else by a person or
+    # animal N; an -ing word after "is/are" is a verb even when the verb list does not know it; a place tag
+    # and a place after a list closed by "and" say where all the listed things are
+    ("a woman with a red scarf reading a book",
+     {"Object": "woman; scarf; book;", "Count": "woman: a; scarf: a; book: a;", "Color": "scarf: red;",
+      "Action": "woman is reading a book;"}, ()),
+    ("a meadow with three horses grazing",
+     {"Object": "meadow; horses;", "Count": "meadow: a; horses: three;", "Action": "horses are grazing;"}, ()),
+    ("a table with two cups sitting on it",
+     {"Object": "table; cups;", "Count": "table: a; cups: two;", "Spatial": "cups: on the table;"}, ()),
+    ("a man is juggling balls",
+     {"Object": "man; balls;", "Count": "man: a;", "Action": "man is juggling balls;"}, ()),
+    ("a stunning view of a lake", {"Object": "lake;", "Count": "lake: a;"}, ()),
+    ("a dog, in a park", {"Object": "dog; park;", "Count": "dog: a; park: a;", "Spatial": "dog: in the park;"}, ()),
+    ("an apple, a pear and a banana in a bowl",
+     {"Object": "apple; pear; banana; bowl;", "Count": "apple: a; pear: a; banana: a; bowl: a;",
+      "Spatial": "apple and pear and banana: in the bowl;"}, ()),
+    ("a circle, a square in a frame",
+     {"Object": "circle; square; frame;", "Count": "circle: a; square: a; frame: a;",
+      "Spatial": "square: in the frame;"}, ()),
     # not a colour tag: a colour with its noun in the tag
     ("a lighthouse, red roof",
      {"Object": "lighthouse; roof;", "Count": "lighthouse: a; roof: a;", "Color": "roof: red;"}, ()),

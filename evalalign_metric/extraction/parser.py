@@ -616,8 +616,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
         return _Item("pron", low), i + 1
     tense = _verb_tense(lex, word)
     if tense == "ing" and lex.verb_lemma(low) is None and i + 1 < len(words) and _nounish(lex, words[i + 1]) \
-            and prev != "np":
-        tense = None  # "stunning views": an -ing word of no known verb before a noun is an adjective
+            and prev != "np" and (prev != "aux" or lex.has("adjectives", low)):
+        tense = None  # "stunning views": an -ing word of no known verb before a noun is an adjective (but
+        # "is juggling balls": after an auxiliary, a verb)
     if tense is None and low in lex.words["ing_nouns"] and prev == "np" and i + 1 < len(words) and (
             lex.has("determiners", words[i + 1]) or words[i + 1].lower() in lex.numbers):
         tense = "ing"  # "a robot painting a picture": with an object, the -ing noun is a verb
@@ -698,6 +699,9 @@ class _Reader:
     negated: list[str] = field(default_factory=list)  # what the prompt negates, for the notes ("no cars")
     negated_relation: int | None = None  # index in negated of a relation waiting for its object
     object_slot: str = ""  # where the action's verb may take (more of) its object: see _object
+    with_owner: list[NounPhrase] | None = None  # the noun phrase before the latest "with" ("a woman with ...")
+    listing: list[NounPhrase] = field(default_factory=list)  # a list of things opening the sentence
+    listing_open: bool = True  # nothing but things, commas and "and" read so far in the sentence
     pending_object: tuple[dict, list[str], NounPhrase] | None = None  # (action, words, np) of "and <np>" after
     # an object: more of the object, unless the next verb's subject is np ("feeds two ducks and a swan swims")
 
@@ -711,6 +715,8 @@ class _Reader:
             self._render_action(pending[0])
         if self.object_slot == slot:
             self.object_slot = self._next_object_slot(item)
+        if item.kind in ("verb", "rel", "abs", "aux", "prep", "pron", "incolor"):
+            self.listing_open = False
         if item.kind != "clause" and self.kinds is kinds:  # a handler may say what the item stands for
             self.kinds = [self.kinds[-1], item.kind]
 
@@ -761,6 +767,9 @@ class _Reader:
             self.relation = None
             return
         np.kept = self._listed(np)
+        if np.kept and self.listing_open and (
+                self.prev in ("", "break", "end") or self.prev == "conj" and self.conj == "and"):
+            self.listing.append(np)
         if np.kept and self.each and np.count == "a" and len(self.subject) == 1 \
                 and self.subject[0].count not in (None, "a", "one", "some"):
             np.count = self.subject[0].count
@@ -845,6 +854,11 @@ class _Reader:
             return
         complement = self.prev == "verb" and self.complement is not None and self.complement is self.group
         subjects = self.group if self.prev == "np" or complement else (self.subject or self.head or [])
+        if self.prev == "np" and self.listing_open and len(self.group) > 1 and len(self.listing) > len(self.group) \
+                and all(p in self.listing for p in self.group):
+            subjects = self.listing  # "a cup, a plate and a fork on a table": the list "and" closes is there
+        elif self.prev == "break" and not subjects:
+            subjects = self.listing  # a place tag: "a dog, in a park"
         if self.prev == "pron":
             subjects = []  # "places it in a basket": where "it" is, the pronoun does not say
         if self.prev == "np" and self.verb_object and self.subject and self.group is not self.subject \
@@ -903,8 +917,14 @@ class _Reader:
             self.object_slot = "verb"
             return
         if item.tense == "ing" and self.prev == "np" and self.group_is_object:
-            # "watching two birds flying", "with glasses sitting on a blanket": a complement, no action
-            self.action, self.complement = None, self.group
+            actor = self._with_actor()
+            if actor is None:
+                # "watching two birds flying", "with glasses sitting on a blanket": a complement, no action
+                self.action, self.complement = None, self.group
+                return
+            self.complement, self.participle = None, True
+            self._set_subject(actor)
+            self._start_action(item)
             return
         self.complement = None
         participle, self.participle = self.participle, item.tense == "ing" and self.prev != "aux"
@@ -920,6 +940,23 @@ class _Reader:
             self._set_subject(self.group if item.tense == "ing" else self.rel_subject or self.group)
         elif not self.subject and self.prev == "break" and self.sentence_head:
             self._set_subject(self.sentence_head)  # "a boy, excited to play, jumps away": the boy jumps
+        self._start_action(item)
+
+    def _with_actor(self) -> list[NounPhrase] | None:
+        """Who does the ``-ing`` verb right after ``"<owner> with <group>"``: the group if it is people or
+        animals (``"a meadow with three horses grazing"``), else a person or animal owner (``"a woman with a
+        red scarf reading"``); ``None`` when neither (``"a meadow with glasses sitting on a blanket"``)."""
+        owner, group, lex = self.with_owner, self.group, self.lex
+        if self.last_prep != "with" or not owner or not group or not all(p.kept for p in group):
+            return None
+        if all(_animate_word(lex, p.name.split()[-1]) for p in group):
+            return group
+        if all(p.kept and _animate_word(lex, p.name.split()[-1]) for p in owner):
+            return owner
+        return None
+
+    def _start_action(self, item: _Item) -> None:
+        """The action of verb ``item`` by the current subject (none for a state, a note when negated)."""
         if item.negated:  # "a dog that is not running": no action, a note
             self.action = None
             self._add(self.negated, f"{_names(self.subject)}: not {item.text}" if self.subject else f"not {item.text}")
@@ -1024,6 +1061,7 @@ class _Reader:
     def _on_prep(self, item: _Item) -> None:
         self.relation = None
         self.last_prep = item.text
+        self.with_owner = self.group if item.text == "with" and self.prev == "np" else None
         if item.text == "with" and self.prev == "np" and not self.group_is_object and self.rel_subject is None \
                 and (not self.subject or self.kinds[0] == "conj"):
             self.head = self.head or self.group  # "tables with vases are set up": the tables are
@@ -1040,7 +1078,7 @@ class _Reader:
         self.rel_subject = self.head = self.sentence_head = None
         self.each = self.participle = self.verb_object = False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
-        self.recent = []
+        self.recent, self.listing, self.listing_open = [], [], True
 
     @staticmethod
     def _add(target: list[str], text: str) -> None:
