@@ -243,6 +243,10 @@ CLASS_CASES = [
      ("negated, so never asked as present: cat: not on the table",)),
     ("no humans, a red bench", {"Object": "bench;", "Count": "bench: a;", "Color": "bench: red;"},
      ("negated, so never asked as present: no humans",)),
+    ("a bowl of fruit except bananas",
+     {"Object": "bowl; fruit;", "Count": "bowl: a; fruit: a;", "Spatial": "fruit: in the bowl;"},
+     ("negated, so never asked as present: no bananas",)),
+    ("a dog instead of a cat", {"Object": "dog;", "Count": "dog: a;"}, ("negated, so never asked as present: no cat",)),
     # an abstract thing negated needs no note; a colour outside the scope stays
     ("a brown dog without fear", {"Object": "dog;", "Count": "dog: a;", "Color": "dog: brown;"}, ()),
     # the verb keeps its object, as written: who does what to whom

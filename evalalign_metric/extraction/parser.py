@@ -82,6 +82,8 @@ _NO_ACTION_VERBS = {"be", "have", "do"}
 _COLOR_WORDS = {"color", "colors", "colour", "colours", "tones", "hues", "shades"}
 _COLORING_VERBS = {"painted", "colored", "coloured", "dyed", "tinted", "turned", "turn", "turns"}
 _NEGATORS = {"not", "never", "neither"}  # "no" (a determiner) and "without" (a preposition): see _negation
+_NEGATING_PREPOSITIONS = {"without", "except", "excluding"}
+_NEGATING_PAIRS = {("instead", "of"), ("rather", "than")}
 _CONTRACTIONS = {"can't": "can", "won't": "will", "ain't": "is", "shan't": "shall"}
 
 
@@ -525,6 +527,10 @@ def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
             negation = "next"
             i += 1
             continue
+        if i + 2 < len(words) and (words[i].lower(), words[i + 1].lower()) in _NEGATING_PAIRS:
+            negation = "next"  # "a dog instead of a cat", "tea rather than coffee"
+            i += 2
+            continue
         item, i = _next_chunk(lex, words, i, items[-1].kind if items else "")
         if item is not None:
             negation = _negation(item, negation)
@@ -535,9 +541,10 @@ def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
 def _negation(item: _Item, state: str) -> str:
     """Mark ``item`` negated when it is in the scope of a negation; return the scope's state after it.
 
-    The scope (``state``) opens with ``"not"``, ``"never"``, ``"neither"`` (``"next"``: the next noun phrase,
-    verb, colour or relation is negated, and so is a negated verb's or relation's object), with
-    ``"without"`` and with a noun phrase determined by ``"no"``. After a negated noun phrase (``"list"``) it
+    The scope (``state``) opens with ``"not"``, ``"never"``, ``"neither"``, ``"instead of"``, ``"rather
+    than"`` (``"next"``: the next noun phrase, verb, colour or relation is negated, and so is a negated verb's
+    object), with ``"without"`` / ``"except"`` / ``"excluding"`` and with a noun phrase determined by
+    ``"no"``. After a negated noun phrase (``"list"``) it
     goes on over ``"or"`` / ``"nor"`` and ``"of"``, and over ``"and"`` to a phrase with no determiner or
     number (``"without milk and sugar"``; ``"no chairs and a lamp"``: the lamp is there); anything else
     closes it. A segment (between commas) starts with no scope.
@@ -550,7 +557,7 @@ def _negation(item: _Item, state: str) -> str:
             np.negated = item.negated = True
             return "list"
         return ""
-    if kind == "prep" and item.text == "without":
+    if kind == "prep" and item.text in _NEGATING_PREPOSITIONS:
         return "next"
     if state == "next":
         if kind in ("verb", "rel", "abs", "color", "incolor"):
