@@ -247,6 +247,12 @@ CLASS_CASES = [
      {"Object": "bowl; fruit;", "Count": "bowl: a; fruit: a;", "Spatial": "fruit: in the bowl;"},
      ("negated, so never asked as present: no bananas",)),
     ("a dog instead of a cat", {"Object": "dog;", "Count": "dog: a;"}, ("negated, so never asked as present: no cat",)),
+    # a negated list goes on over commas when "or" closes it
+    ("a street with no cars, trucks, or buses", {"Object": "street;", "Count": "street: a;"},
+     ("negated, so never asked as present: no cars; no trucks; no buses",)),
+    ("a beach with no people, a red umbrella",
+     {"Object": "beach; umbrella;", "Count": "beach: a; umbrella: a;", "Color": "umbrella: red;"},
+     ("negated, so never asked as present: no people",)),
     # an abstract thing negated needs no note; a colour outside the scope stays
     ("a brown dog without fear", {"Object": "dog;", "Count": "dog: a;", "Color": "dog: brown;"}, ()),
     # the verb keeps its object, as written: who does what to whom

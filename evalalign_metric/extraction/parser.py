@@ -538,6 +538,31 @@ def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
     return items
 
 
+def carry_negation(segments: Sequence[tuple[list[_Item], str]]) -> None:
+    """A negated list goes on over commas when ``or`` / ``nor`` closes it (``"no cars, trucks or buses"``;
+    ``"no people, a red umbrella"`` is no list): after a segment ending in a negated noun phrase, the next
+    segments made of noun phrases and ``and`` / ``or`` up to one with ``or`` / ``nor`` are negated too."""
+    k = 0
+    while k < len(segments):
+        items, boundary = segments[k]
+        k += 1
+        if boundary != "break" or not items or not items[-1].negated or items[-1].kind != "np":
+            continue
+        end = k
+        while end < len(segments) and segments[end][0] and all(
+                i.kind == "np" or i.kind == "conj" and i.text in ("and", "or", "nor") for i in segments[end][0]):
+            if any(i.kind == "conj" and i.text in ("or", "nor") for i in segments[end][0]):
+                for later, _ in segments[k:end + 1]:
+                    for item in later:
+                        if item.kind == "np":
+                            item.negated = item.np.negated = True
+                k = end + 1
+                break
+            if segments[end][1] != "break":
+                break
+            end += 1
+
+
 def _negation(item: _Item, state: str) -> str:
     """Mark ``item`` negated when it is in the scope of a negation; return the scope's state after it.
 
@@ -1148,10 +1173,13 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None, strip_syntax:
     styles: list[str] = []
     tag_colors: list[int] = []  # indices in reader.colors of colour tags (", black and white,")
     first = True
+    chunked = []
     for words, boundary in segments:
         found, rest = extract_styles(lex, words, tag_like)
         styles.extend(found)
-        items = chunk(lex, rest)
+        chunked.append((chunk(lex, rest), boundary))
+    carry_negation(chunked)
+    for items, boundary in chunked:
         reader.read(_Item("clause", clause_kind(lex, items, first)))
         for item in items:
             reader.read(item)
