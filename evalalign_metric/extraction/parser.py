@@ -4,6 +4,10 @@ No model and no network: a tokenizer, a noun-phrase chunker and a left-to-right 
 lists of :mod:`~evalalign_metric.extraction.lexicon`. Every step looks at a bounded window of tokens, so the
 time is linear in the prompt's length (about a millisecond for an ordinary prompt).
 
+First (switchable: ``strip_syntax=False``) it takes out what the prompt says to the generator rather than
+about the image (:mod:`~evalalign_metric.extraction.prompt_syntax`: ``--ar 3:2``, ``(cat:1.2)``, ``"Generate
+an image of"``, quoted sign text), reported in :attr:`ParseResult.stripped` and the notes.
+
 What it writes, in the forms of the official ``result_info`` (rules developed on the even-index half of
 the official alignment prompts; ``benchmarks/extract_elements_parser.py`` reports the odd half as held out):
 
@@ -11,8 +15,11 @@ the official alignment prompts; ``benchmarks/extract_elements_parser.py`` report
   (``"traffic lights"``, ``"teddy bear"``, ``"anime girl"``), adjectives and colours dropped, number as
   written, in order of first mention. Not objects: abstract nouns, possessed things (``"their tails"``),
   the things of an absolute clause (``", the sun shining down"``), definite things of a trailing participial
-  clause (``", reflecting the light"``), bare singulars after a preposition (``"in hand"``) and bare words
-  after a copula (``"is dimmer"``).
+  clause (``", reflecting the light"``), bare singulars after a preposition (``"in hand"``), bare words
+  after a copula (``"is dimmer"``) and negated things (``"no cars"``, ``"without a hat"``, ``"not a dog"``,
+  ``"except bananas"``; see :func:`_negation`), which the notes name instead (``no cars``). Names that
+  start with a colour word are one name (``"red panda"``: the lexicon's ``color_names``); ``"square"``,
+  ``"stone"`` and other ``noun_adjectives`` are nouns unless a noun follows (``"a square table"``).
 - ``Count``: ``name: quantity`` -- the number word (digits become words), ``a`` for a singular, quantifiers
   as written (``a group`` / ``a pair`` / ``several`` / ``many`` / ``some``); a bare plural states no number
   and gets no count (as the official annotators mostly write); after ``each`` one per
@@ -20,18 +27,25 @@ the official alignment prompts; ``benchmarks/extract_elements_parser.py`` report
 - ``Color``: ``name: colour`` for colours bound to their noun (``"light blue"``, ``"black and white"``,
   ``"a girl in red"``, ``"in peach and coral colors"``); a predicate colour to the clause's subject (``"the
   kite above the hill is orange"``, ``"painted white"``); a colour before ``"N1 and N2"`` to a bare N2 too;
-  the colour of a style noun to what it shows (``"blue sketch of a house"``); a colour alone in a tag stays
-  unbound.
+  the colour of a style noun to what it shows (``"blue sketch of a house"``); a colour alone in a tag to the
+  prompt's first thing (``"a ship, black and gold"``), unbound when there is none. A negated colour (``"a
+  dog that is not brown"``) is not written; the notes say ``dog: not brown``.
 - ``Style``: style names from the lexicon with their coordinated adjectives (``"creative and highly
   realistic"``), ``X style`` tags, ``in the style of X``; in a comma-separated prompt a tag holding a style
-  name is one style as written (``"HD ultrarealistic"``).
+  name is one style as written (``"HD ultrarealistic"``); camera settings (``"85mm lens"``, ``"f/1.8"``,
+  ``"ISO 400"``).
 - ``Spatial``: ``subject: relation the object`` (``"cat: on the mat"``); a chain of places is one relation
   of the first subject (``"bats: on the ground in the field"``); a setting after a verb's object is where
   the subject is (``"friends enjoying pizzas in a restaurant"``: ``friends: in the restaurant``);
   ``subject: relation`` for relations without an object (``"on the left"``, ``"side by side"``). ``"in"``
-  + something worn is no place.
-- ``Action``: ``subject is/are verb`` (``"man is riding"``), or ``subject verb`` for a bare finite verb; the
-  subject is the head before its modifiers (``"glasses filled with wine sit"``: the glasses). Not actions:
+  + something worn is no place. A place tag is where the listed things are (``"a dog, in a park"``), and so
+  is a place after a list closed by ``and`` (``"an apple, a pear and a banana in a bowl"``).
+- ``Action``: ``subject is/are verb object`` (``"man is riding a horse"``), or ``subject verb object`` for a
+  bare finite verb; the object as written, after ``at`` / ``for`` / ``with`` too, joined by ``and`` / ``or``
+  and extended by ``of`` (``"cat is chasing two mice and a ball of yarn"``); no object for a place or an
+  abstract noun. The subject is the head before its modifiers (``"glasses filled with wine sit"``: the
+  glasses); after ``"N with NP"`` an ``-ing`` verb is NP's if people or animals, else a person or animal
+  N's (``"a woman with a red scarf reading a book"``). Not actions: negated verbs (a note instead),
   passives (``"are placed"``), a thing's posture in the simple present (``"a cup sits"``), trailing
   participial clauses about things, absolute clauses, and an ``-ing`` complement of a verb's object
   (``"watching two birds flying"``).
