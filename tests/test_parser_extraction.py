@@ -268,6 +268,12 @@ CLASS_CASES = [
     ("a dog is playing with a red ball",
      {"Object": "dog; ball;", "Count": "dog: a; ball: a;", "Color": "ball: red;",
       "Action": "dog is playing with a red ball;"}, ()),
+    # "at" after a posture verb is a place, after another verb its object
+    ("two girls sitting at a desk",
+     {"Object": "girls; desk;", "Count": "girls: two; desk: a;", "Spatial": "girls: at the desk;",
+      "Action": "girls are sitting;"}, ()),
+    ("a boy looking at the stars",
+     {"Object": "boy; stars;", "Count": "boy: a;", "Action": "boy is looking at the stars;"}, ()),
     # not objects: the subject of the next verb, a place, an abstract noun
     ("a boy pets a dog and a cat sleeps",
      {"Object": "boy; dog; cat;", "Count": "boy: a; dog: a; cat: a;", "Action": "boy pets a dog; cat sleeps;"}, ()),

@@ -648,7 +648,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
     kind, n = _relation_at(lex, words, i)
     if low == "by" and n == 1 and prev == "verb" and i and words[i - 1].lower().endswith(("ed", "en")):
         n = 0  # "used by the children": the agent of a passive, not a place
-    if n and not (low == "at" and n == 1 and prev == "verb"):  # "looking at": not a place
+    looking_at = low == "at" and n == 1 and prev == "verb" and not (
+        i and lex.has("posture_verbs", lex.verb_lemma(words[i - 1]) or ""))
+    if n and not looking_at:  # "looking at": not a place ("sitting at a table" is)
         return _Item(kind, " ".join(w.lower() for w in words[i:i + n])), i + n
     if lex.has("auxiliaries", low):
         return _Item("aux", low), i + 1
@@ -1030,11 +1032,12 @@ class _Reader:
 
     def _next_object_slot(self, item: _Item) -> str:
         """The object slot after ``item``: a verb takes its object directly or after ``at`` / ``for`` /
-        ``with`` (``"looking at a bird"``), more after ``and`` / ``or``, and ``of`` extends the last one (``"a
-        slice of pizza"``); anything else closes it."""
+        ``with`` (``"looking at a bird"``; not ``"sitting at"``, a place), more after ``and`` / ``or``, and
+        ``of`` extends the last one (``"a slice of pizza"``); anything else closes it."""
         slot = self.object_slot
         if slot == "verb" and item.kind == "prep" and item.text in ("at", "for", "with"):
-            return "prep"
+            posture = self.lex.has("posture_verbs", self.lex.verb_lemma(self.last_verb.split()[0]) or "")
+            return "" if posture and item.text == "at" else "prep"  # "sitting at a table": a place
         if slot == "object" and (item.kind == "conj" and item.text in ("and", "or")):
             return "conj"
         if slot == "object" and item.kind == "prep" and item.text == "of":
