@@ -351,7 +351,8 @@ def test_prompts_people_type(prompt, expected, notes):
 
 
 @pytest.mark.parametrize("prompt", ["paint splashes on a wall", "the dog's bowl (a blue one) by the cat's bed",
-                                    "draw bridges over a river", "a man in a 3:2 frame", "a cat-dog hybrid"])
+                                    "draw bridges over a river", "a man in a 3:2 frame", "a cat-dog hybrid",
+                                    "3 girls playing"])
 def test_prose_is_not_generator_syntax(prompt):
     # a verb that is not a request, apostrophes, round brackets and colons in prose, hyphens
     assert strip_prompt_syntax(prompt) == StrippedPrompt(prompt)

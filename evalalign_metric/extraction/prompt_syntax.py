@@ -55,7 +55,7 @@ _EMPHASIS = re.compile(r"\({2,}([^()]+)\){2,}|\[+([^\[\]:|]+)\]+|\{([^{}]+)\}")
 _EDIT = re.compile(r"\[([^\[\]:|]*):([^\[\]:|]*):\s*\d+(?:\.\d+)?\]")
 _EDIT_ONE = re.compile(r"\[([^\[\]:|]+):\s*\d+(?:\.\d+)?\]")
 _ALTERNATE = re.compile(r"\[([^\[\]|]+)(?:\|[^\[\]|]+)+\]")
-_DANBOORU = re.compile(r"\b(\d{1,2})\s?(girl|boy|other)(s?)\b", re.IGNORECASE)
+_DANBOORU = re.compile(r"\b(\d{1,2})(girl|boy|other)(s?)\b", re.IGNORECASE)
 _SOLO = re.compile(r"(?:(?<=,)|^)\s*solo\s*(?=,|$)", re.IGNORECASE)
 _QUOTE = re.compile(
     r"(?:\s*\b(?:(?:that|which)\s+(?:says|say|reads|read|spells(?:\s+out)?|shows|displays)|saying|reading"
