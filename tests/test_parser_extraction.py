@@ -310,6 +310,9 @@ CLASS_CASES = [
     ("a wooden sign that says 'OPEN' above a door",
      {"Object": "sign; door;", "Count": "sign: a; door: a;", "Spatial": "sign: above the door;"},
      ("stripped generator syntax before parsing: that says 'OPEN'",)),
+    ("a banner reading HAPPY BIRTHDAY above a table",
+     {"Object": "banner; table;", "Count": "banner: a; table: a;", "Spatial": "banner: above the table;"},
+     ("stripped generator syntax before parsing: reading HAPPY BIRTHDAY",)),
     # a colour tag with no noun is the colour of the prompt's main (first) thing; camera settings are style
     ("portrait of a man, black and white, 85mm lens, bokeh",
      {"Object": "man;", "Count": "man: a;", "Color": "man: black and white;",
@@ -352,7 +355,7 @@ def test_prompts_people_type(prompt, expected, notes):
 
 @pytest.mark.parametrize("prompt", ["paint splashes on a wall", "the dog's bowl (a blue one) by the cat's bed",
                                     "draw bridges over a river", "a man in a 3:2 frame", "a cat-dog hybrid",
-                                    "3 girls playing"])
+                                    "3 girls playing", "a girl reading TIME magazine", "a man reading a book"])
 def test_prose_is_not_generator_syntax(prompt):
     # a verb that is not a request, apostrophes, round brackets and colons in prose, hyphens
     assert strip_prompt_syntax(prompt) == StrippedPrompt(prompt)

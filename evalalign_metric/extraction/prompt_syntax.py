@@ -15,8 +15,9 @@ text to paint on a sign (``'OPEN'``). Left in, the parser reads them as objects,
 - Danbooru counts: ``1girl`` / ``2boys`` become ``a girl`` / ``two boys``; the tag ``solo`` goes.
 - A leading request: ``"Generate an image of"``, ``"Please draw"``, ``"Can you make me a picture of"`` (only
   before an article, a number or ``me``, so ``"paint splashes"`` stays).
-- Quoted text with the words that introduce it (``"a sign that says 'OPEN'"`` -> ``"a sign"``): text to
-  render, not things to depict.
+- Quoted text with the words that introduce it (``"a sign that says 'OPEN'"`` -> ``"a sign"``), and
+  capitalised text after such words that ends the phrase (``"a sign saying OPEN on a door"``; not ``"reading
+  TIME magazine"``): text to render, not things to depict.
 
 Quality tags (``8k``, ``highly detailed``) are not syntax: the parser drops them while reading styles.
 
@@ -62,6 +63,10 @@ _QUOTE = re.compile(
     r"|with\s+(?:the\s+)?(?:words?|text|caption|inscription|slogan|title|letters)"
     r"|labell?ed|titled|captioned|written|inscribed)\s*:?)?"
     r"\s*(?:\"[^\"]*\"|\u201c[^\u201d]*\u201d|(?<![\w'])'[^']+'(?![\w]))")
+_CAPS_TEXT = re.compile(
+    r"\s*\b(?:(?:that|which)\s+(?:says|reads|spells(?:\s+out)?)|saying|reading|with\s+the\s+(?:words?|text))"
+    r"\s*:?\s+[A-Z0-9][A-Z0-9!?&'\-]+(?:\s+[A-Z0-9][A-Z0-9!?&'\-]+)*\b[!?]?"
+    r"(?=\s*$|\s*[,.;:)]|\s+(?:on|above|below|in|at|over|under|behind|near|next|beside|by|and|with|against)\b)")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ def strip_prompt_syntax(prompt: str) -> StrippedPrompt:
     drop(_MJ_WEIGHT, lambda m: " ")
     drop(_ANGLE, lambda m: " ")
     drop(_QUOTE, lambda m: " ")
+    drop(_CAPS_TEXT, lambda m: " ")
     for _ in range(3):  # nested weights: ((cat:1.2)), (a (red:1.1) hat:1.3)
         before = text
         drop(_WEIGHT, lambda m: m.group(1))
