@@ -89,7 +89,9 @@ def load_judge(
     """Load (or fetch from the per-process cache) the judge at ``model``.
 
     Args:
-        model: local checkpoint folder or model reference.
+        model: local checkpoint folder or model reference; ``http://host:port`` is a judge served by
+            ``evalalign serve`` (a :class:`~evalalign_metric.serve.client.RemoteJudge`; the other options are
+            the server's).
         device: defaults to CUDA when available, else CPU; one not available here is refused (``InputError``)
             before anything is loaded.
         dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
@@ -103,6 +105,10 @@ def load_judge(
             1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
+    if isinstance(model, str) and model.startswith(("http://", "https://")):  # served by `evalalign serve`
+        from evalalign_metric.serve.client import RemoteJudge
+
+        return RemoteJudge(model, **{k: v for k, v in hub_kwargs.items() if k == "token"})
     device = check_device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
