@@ -35,10 +35,14 @@ class OptionDistribution:
 
     ``probs`` is normalised over the options; ``outside_mass`` is the probability the judge puts on
     answers that are none of the options (a diagnostic: large values mean the question is off-distribution).
+    ``greedy_label`` is what greedy decoding restricted to the options answers (the reference's reading,
+    :meth:`~evalalign_metric.judge.options.EncodedQuestion.greedy_index`); ``argmax_label`` is the option of
+    largest probability (the product of its tokens'), which can differ when options span several tokens.
     """
 
     labels: tuple[str, ...]
     log_probs: torch.Tensor
+    greedy_index: int | None = None
 
     @property
     def probs(self) -> torch.Tensor:
@@ -51,6 +55,11 @@ class OptionDistribution:
     @property
     def argmax_label(self) -> str:
         return self.labels[int(torch.argmax(self.log_probs))]
+
+    @property
+    def greedy_label(self) -> str:
+        """The greedy reading; the arg-max when the distribution was built without one."""
+        return self.argmax_label if self.greedy_index is None else self.labels[self.greedy_index]
 
 
 class Judge:
@@ -135,9 +144,11 @@ class Judge:
         items = []
         for i, (image, asked) in enumerate(zip(images, questions)):
             pixels, n_tokens = self.prepare_image(image, i)
-            items.append(ImageWork(pixels, n_tokens, [self.encode(text, labels) for text, labels in asked]))
+            items.append(ImageWork(pixels, n_tokens, [self.encode(text, labels).with_tree_nodes()
+                                                      for text, labels in asked]))
         raw = self.engine.run(self.model, items, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id)
         return [
-            [OptionDistribution(q.labels, lp) for q, lp in zip(item.questions, per_item)]
+            [OptionDistribution(q.option_labels, lp[: len(q.option_labels)], q.greedy_index(lp))
+             for q, lp in zip(item.questions, per_item)]
             for item, per_item in zip(items, raw)
         ]
