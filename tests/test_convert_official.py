@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 import sentencepiece as spm
+import torch
 
 from evalalign_metric.convert import convert_llava_checkpoint
 from evalalign_metric.convert.errors import TokenizerMismatchError
@@ -101,3 +102,43 @@ def test_unknown_aspect_ratio_is_still_refused(yi, tmp_path):
     (src / "config.json").write_text(json.dumps({**config, "image_aspect_ratio": "crop"}))
     with pytest.raises(UnsupportedModelError, match="'pad', 'square' or 'anyres'"):
         convert_llava_checkpoint(src, tmp_path / "native")
+
+
+def _answers(folder, engine, images, questions):
+    from evalalign_metric.judge import load_judge
+
+    judge = load_judge(folder, engine=engine, cache=False, device="cpu", dtype="float32")
+    return [[d.log_probs for d in row] for row in judge.answer(images, [questions] * len(images))]
+
+
+@pytest.mark.parametrize("engine", ["plain", "prefix"])
+def test_one_judge_asks_faithfulness_with_and_alignment_without_the_image_newline(yi, yi_native, tmp_path, engine):
+    from PIL import Image
+
+    from evalalign_metric.protocol import load_protocol
+
+    protocol = load_protocol("evalalign")
+    assert json.loads((yi_native / "evalalign_judge.json").read_text())["image_newline"] == {
+        "faithfulness": True, "alignment": False}
+    # The same checkpoint converted for each of EvalAlign's two scripts: with the newline for every question
+    # (its faithfulness script, a list of images) and without (its alignment script, a 4-D tensor).
+    everywhere = shutil.copytree(yi_native, tmp_path / "everywhere")
+    sidecar = json.loads((everywhere / "evalalign_judge.json").read_text())
+    del sidecar["image_newline"]
+    (everywhere / "evalalign_judge.json").write_text(json.dumps(sidecar))
+    nowhere = convert_llava_checkpoint(yi, tmp_path / "nowhere", keep_image_newline=False)
+    questions = [(protocol.aspect("body").template, protocol.aspect("body").labels),
+                 (protocol.render_question("Object", "cat; mat;"), ("0", "1", "2")),
+                 (protocol.aspect("common").template, protocol.aspect("common").labels),
+                 (protocol.render_question("Color", "cat: black;"), ("0", "1", "2"))]
+    images = [Image.new("RGB", (30, 17), (200, 30, 40)), Image.new("RGB", (17, 30), (20, 90, 240)),
+              Image.new("RGB", (24, 24), (250, 250, 250))]
+    got = _answers(yi_native, engine, images, questions)
+    with_newline = _answers(everywhere, engine, images, questions)
+    without = _answers(nowhere, engine, images, questions)
+    for row, a, b in zip(got, with_newline, without):
+        for q, (mine, want_faith, want_align) in enumerate(zip(row, a, b)):
+            want = want_faith if q % 2 == 0 else want_align
+            other = want_align if q % 2 == 0 else want_faith
+            assert torch.allclose(mine, want, atol=1e-5), q
+            assert not torch.allclose(mine, other, atol=1e-3), q  # the two paths do differ

@@ -199,9 +199,10 @@ def convert_llava_checkpoint(
         dst: folder to create; it must not exist or be empty.
         vision_tower: local CLIP folder to use for ``mm_vision_tower`` (else it is looked up by name: as a
             path, inside ``src``, in the Hugging Face cache, then through ``tower_resolver``).
-        keep_image_newline: for ``spatial_unpad`` checkpoints, build ``LlavaNext`` with ``image_newline``
-            (the reference's list-of-images path, its faithfulness script); False builds plain ``Llava``
-            without it (the reference's batched-tensor path, its alignment script).
+        keep_image_newline: for ``spatial_unpad`` checkpoints, build ``LlavaNext`` with ``image_newline`` and
+            record EvalAlign's per-script rule in the sidecar: faithfulness questions with the newline (its
+            list-of-images path), alignment questions without (its batched-tensor path). False builds plain
+            ``Llava`` without it for every question.
         allow_pickle: accept ``.bin`` / ``.pt`` weights (they can run code when loaded).
         dtype: cast floating weights (default: keep the checkpoint's dtype).
         tower_resolver: ``name -> folder or None``, used when the tower is not found locally.
@@ -264,7 +265,8 @@ def convert_llava_checkpoint(
     processor.save_pretrained(str(dst))
     proc.save_tokenizer(tokenizer, tokenizer_options, dst)
     proc.write_sidecar(dst, chat_format=chat_format,
-                       pad_to_square=cfg.image_aspect_ratio(original) == "pad")
+                       pad_to_square=cfg.image_aspect_ratio(original) == "pad",
+                       image_newline=proc.EVALALIGN_NEWLINE_RULE if keep_newline else None)
     _self_check(dst, tower, keep_newline=keep_newline, strategy=strategy, patch_size=patch_size,
                 reference=spm_reference)
     return dst

@@ -212,9 +212,17 @@ def count_image_tokens(processor, image_size: int) -> int:
     return int((out["input_ids"][0] == image_id).sum())
 
 
-def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool) -> None:
+# EvalAlign's scripts with a spatial_unpad judge: faithfulness passes a list of images (image_newline
+# appended), alignment a 4-D tensor (not appended). See evalalign_metric.judge.newline.
+EVALALIGN_NEWLINE_RULE = {"faithfulness": True, "alignment": False}
+
+
+def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool, image_newline: dict | None = None) -> None:
     from evalalign_metric.judge.chat import SIDECAR_NAME
+    from evalalign_metric.judge.newline import SIDECAR_KEY
 
     payload = {"format_version": 1, "chat_format": chat_format, "protocol": "evalalign",
                "pad_to_square": pad_to_square}
+    if image_newline is not None:
+        payload[SIDECAR_KEY] = dict(image_newline)
     (dst / SIDECAR_NAME).write_text(json.dumps(payload, indent=1) + "\n")

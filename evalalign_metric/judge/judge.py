@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -24,6 +26,7 @@ from evalalign_metric.images import mean_colour, pad_to_square
 from evalalign_metric.judge.backends import Backend
 from evalalign_metric.judge.chat import ChatFormat
 from evalalign_metric.judge.engine import Engine, ImageWork, PlainEngine
+from evalalign_metric.judge.newline import NewlineRule, without_image_newline
 from evalalign_metric.judge.options import EncodedQuestion, encode_question
 
 Question = tuple[str, Sequence[str]]
@@ -80,6 +83,7 @@ class Judge:
         engine: Engine | None = None,
         min_image_size: int | None = None,
         identity: dict[str, Any] | None = None,
+        newline_rule: NewlineRule | None = None,
     ):
         self.model = model.eval()
         self.processor = processor
@@ -90,6 +94,9 @@ class Judge:
         self.engine = engine if engine is not None else PlainEngine()
         vision = getattr(model.config, "vision_config", None)
         self.min_image_size = min_image_size if min_image_size is not None else getattr(vision, "patch_size", 1)
+        # Questions the rule asks without image_newline run with one image token less and the feature left out
+        # (see evalalign_metric.judge.newline); None: every question as the model's forward does it.
+        self.newline_rule = newline_rule
         self.identity = dict(identity or {})
         self.identity.setdefault("chat_format", chat_format.name)
         self._encoded: dict[tuple[str, tuple[str, ...]], EncodedQuestion] = {}
@@ -136,6 +143,26 @@ class Judge:
             image = pad_to_square(image, mean_colour(getattr(self.processor.image_processor, "image_mean", None)))
         return self.backend.encode_image(self.processor, image)
 
+    def _run(self, items: list[ImageWork], texts: list[list[str]]) -> list[list[torch.Tensor]]:
+        run = partial(self.engine.run, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id)
+        if self.newline_rule is None:
+            return run(self.model, items)
+        flags = [[self.newline_rule.wants_newline(t) for t in row] for row in texts]
+        out: list[list[torch.Tensor | None]] = [[None] * len(item.questions) for item in items]
+        for keep in (True, False):
+            where = [(i, [q for q, f in enumerate(row) if f == keep]) for i, row in enumerate(flags)]
+            where = [(i, qs) for i, qs in where if qs]
+            if not where:
+                continue
+            part = [ImageWork(items[i].pixels, items[i].n_image_tokens - (0 if keep else 1),
+                              [items[i].questions[q] for q in qs]) for i, qs in where]
+            with contextlib.nullcontext() if keep else without_image_newline(self.model):
+                done = run(self.model, part)
+            for (i, qs), values in zip(where, done):
+                for q, value in zip(qs, values):
+                    out[i][q] = value
+        return out  # type: ignore[return-value]
+
     def answer(self, images: Sequence[Image.Image], questions: Sequence[Sequence[Question]]
                ) -> list[list[OptionDistribution]]:
         """Ask ``questions[i]`` (``(text, option_labels)`` pairs) about ``images[i]``."""
@@ -146,7 +173,7 @@ class Judge:
             pixels, n_tokens = self.prepare_image(image, i)
             items.append(ImageWork(pixels, n_tokens, [self.encode(text, labels).with_tree_nodes()
                                                       for text, labels in asked]))
-        raw = self.engine.run(self.model, items, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id)
+        raw = self._run(items, [[text for text, _ in asked] for asked in questions])
         return [
             [OptionDistribution(q.option_labels, lp[: len(q.option_labels)], q.greedy_index(lp))
              for q, lp in zip(item.questions, per_item)]

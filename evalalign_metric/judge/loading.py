@@ -27,6 +27,7 @@ from evalalign_metric.errors import JudgeLoadError
 from evalalign_metric.judge.backends import backend_for_model_type
 from evalalign_metric.judge.chat import detect_chat_format, get_chat_format, read_sidecar
 from evalalign_metric.judge.judge import Judge
+from evalalign_metric.judge.newline import NewlineRule
 from evalalign_metric.judge.prefix_engine import make_engine
 
 _CACHE: dict[tuple, Judge] = {}
@@ -142,6 +143,7 @@ def load_judge(
         engine=make_engine(engine, batch_size=batch_size) if named_engine else engine,
         identity={"model": os.fspath(model), "revision": hub_kwargs.get("revision"), "model_type": model_type,
                   "protocol": sidecar.get("protocol"), "protocols": sidecar.get("protocols")},
+        newline_rule=NewlineRule.from_sidecar(sidecar),
     )
     if cache and named_engine:
         _CACHE[key] = judge
@@ -179,6 +181,7 @@ def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine,
     return Judge(net, base_judge.processor, backend=base_judge.backend, chat_format=fmt,
                  pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
                  engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
+                 newline_rule=base_judge.newline_rule,
                  identity={**base_judge.identity, "model": os.fspath(path), "base": base,
                            "protocol": sidecar.get("protocol", base_judge.identity.get("protocol")),
                            "protocols": sidecar.get("protocols", base_judge.identity.get("protocols"))})
