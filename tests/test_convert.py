@@ -140,7 +140,7 @@ def test_tokenizer_reproduces_reference_ids_and_vicuna_format(flat, tmp_path):
     dst = convert_llava_checkpoint(flat, tmp_path / "evalalign-v1.0-34b")
     sidecar = json.loads((dst / "evalalign_judge.json").read_text())
     assert sidecar == {"format_version": 1, "chat_format": "vicuna_v1", "protocol": "evalalign",
-                       "pad_to_square": True}
+                       "pad_to_square": True, "dtype": "float16"}
     _, processor = _load(dst)
     tok = processor.tokenizer
     prompt = CHAT_FORMATS["vicuna_v1"].render("<image>\nIs the body fine? \nOptions: 0.No, 1.Yes, the answer is")

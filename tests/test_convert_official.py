@@ -142,3 +142,17 @@ def test_one_judge_asks_faithfulness_with_and_alignment_without_the_image_newlin
             other = want_align if q % 2 == 0 else want_faith
             assert torch.allclose(mine, want, atol=1e-5), q
             assert not torch.allclose(mine, other, atol=1e-3), q  # the two paths do differ
+
+
+def test_official_judges_default_to_their_training_dtype_on_gpu(yi_native, tmp_path):
+    from evalalign_metric.judge.chat import read_sidecar
+    from evalalign_metric.judge.loading import judge_dtype
+
+    sidecar = read_sidecar(yi_native)
+    assert sidecar["dtype"] == "float16"  # the tiny checkpoint is stored in fp16, as the official ones
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert judge_dtype(None, cuda, sidecar) == judge_dtype("auto", cuda, sidecar) == torch.float16
+    assert judge_dtype("bfloat16", cuda, sidecar) == torch.bfloat16  # an explicit choice wins
+    assert judge_dtype(None, cpu, sidecar) == torch.float32  # fp16 matmuls on a CPU: slow and no closer
+    src = build_original_llava(tmp_path / "fp32", dtype=torch.float32)
+    assert read_sidecar(convert_llava_checkpoint(src, tmp_path / "native"))["dtype"] == "float32"

@@ -94,6 +94,13 @@ def image_aspect_ratio(config: dict, *, warn: bool = True) -> str:
     )
 
 
+def trained_dtype(config: dict) -> str | None:
+    """The dtype the checkpoint was saved in (``torch_dtype``: ``"float16"`` for the official judges, which
+    EvalAlign runs in fp16), or None when the config does not say or names no floating dtype."""
+    value = config.get("torch_dtype") or config.get("dtype")
+    return value if value in ("float16", "bfloat16", "float32") else None
+
+
 def check_supported(config: dict) -> None:
     """Raise :class:`UnsupportedModelError` for original-format settings the native classes cannot express."""
     model_type = config.get("model_type")

@@ -266,7 +266,8 @@ def convert_llava_checkpoint(
     proc.save_tokenizer(tokenizer, tokenizer_options, dst)
     proc.write_sidecar(dst, chat_format=chat_format,
                        pad_to_square=cfg.image_aspect_ratio(original) == "pad",
-                       image_newline=proc.EVALALIGN_NEWLINE_RULE if keep_newline else None)
+                       image_newline=proc.EVALALIGN_NEWLINE_RULE if keep_newline else None,
+                       dtype=cfg.trained_dtype(original))
     _self_check(dst, tower, keep_newline=keep_newline, strategy=strategy, patch_size=patch_size,
                 reference=spm_reference)
     return dst

@@ -217,7 +217,8 @@ def count_image_tokens(processor, image_size: int) -> int:
 EVALALIGN_NEWLINE_RULE = {"faithfulness": True, "alignment": False}
 
 
-def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool, image_newline: dict | None = None) -> None:
+def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool, image_newline: dict | None = None,
+                  dtype: str | None = None) -> None:
     from evalalign_metric.judge.chat import SIDECAR_NAME
     from evalalign_metric.judge.newline import SIDECAR_KEY
 
@@ -225,4 +226,6 @@ def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool, image_new
                "pad_to_square": pad_to_square}
     if image_newline is not None:
         payload[SIDECAR_KEY] = dict(image_newline)
+    if dtype is not None:
+        payload["dtype"] = dtype  # what the judge was trained and run in: its default on a GPU
     (dst / SIDECAR_NAME).write_text(json.dumps(payload, indent=1) + "\n")

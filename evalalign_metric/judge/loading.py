@@ -57,6 +57,19 @@ def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
     return table[dtype]
 
 
+def judge_dtype(dtype: str | torch.dtype | None, device: torch.device, sidecar: dict) -> torch.dtype:
+    """:func:`parse_dtype`, except that on a GPU ``None``/``"auto"`` takes the dtype the judge's sidecar says
+    it was trained and run in (``"dtype"``: ``float16`` for the converted official judges).
+
+    Example:
+        >>> judge_dtype(None, torch.device("cuda"), {"dtype": "float16"}), judge_dtype(None, torch.device("cpu"), {})
+        (torch.float16, torch.float32)
+    """
+    if (dtype is None or dtype == "auto") and device.type == "cuda" and sidecar.get("dtype"):
+        return parse_dtype(sidecar["dtype"], device)
+    return parse_dtype(dtype, device)
+
+
 def resolve_reference(model: str | os.PathLike, **hub_kwargs: Any) -> Path:
     """A local folder for ``model``: the folder itself, or (Hub seam) a downloaded/converted snapshot."""
     path = Path(os.fspath(model)).expanduser()
@@ -89,7 +102,8 @@ def load_judge(
     Args:
         model: local checkpoint folder or model reference.
         device: defaults to CUDA when available, else CPU.
-        dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
+        dtype: ``"auto"``/None (fp32 on CPU; on GPU the sidecar's ``dtype`` if any, as fp16 for the official
+            judges, else bf16/fp16), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
         batch_size: rows (plain engine) or images (prefix engine) per forward.
         engine: ``"prefix"`` (default: each image encoded once, its questions share the cached prefix),
@@ -129,6 +143,8 @@ def load_judge(
         )
     from transformers import AutoProcessor
 
+    sidecar = read_sidecar(path)
+    torch_dtype = judge_dtype(dtype, device, sidecar)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         net = backend.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
@@ -136,7 +152,6 @@ def load_judge(
     except (OSError, ValueError) as exc:
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
     net.to(device)
-    sidecar = read_sidecar(path)
     fmt = get_chat_format(chat_format) if chat_format else detect_chat_format(path, processor.tokenizer)
     judge = Judge(
         net, processor, backend=backend, chat_format=fmt, pad_to_square=sidecar.get("pad_to_square", True),
