@@ -156,3 +156,51 @@ def test_official_judges_default_to_their_training_dtype_on_gpu(yi_native, tmp_p
     assert judge_dtype(None, cpu, sidecar) == torch.float32  # fp16 matmuls on a CPU: slow and no closer
     src = build_original_llava(tmp_path / "fp32", dtype=torch.float32)
     assert read_sidecar(convert_llava_checkpoint(src, tmp_path / "native"))["dtype"] == "float32"
+
+
+def _pickle_only_tower(folder):
+    """A copy of the tiny CLIP tower saved as openai/clip-vit-large-patch14-336 is: pytorch_model.bin only."""
+    from safetensors.torch import load_file
+
+    tower = shutil.copytree(folder, folder.parent / "pickle-tower")
+    torch.save(load_file(str(tower / "model.safetensors")), tower / "pytorch_model.bin")
+    (tower / "model.safetensors").unlink()
+    return tower
+
+
+def _cached_json_only_snapshot(cache, repo):
+    """What a first try without allow_pickle leaves in the Hugging Face cache: the tower's JSON files only."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    sha = "0" * 40
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(sha)
+    snapshot = root / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def test_a_pickle_only_tower_names_the_flag_and_a_json_only_cache_does_not_block_the_retry(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from evalalign_metric.convert import PickleWeightsRefusedError
+
+    repo = "org-test/clip-tower"
+    src = build_original_llava(tmp_path / "build", tower_name=repo)
+    pickled = _pickle_only_tower(tmp_path / "build" / "clip-tower")
+    cache = tmp_path / "hf-cache"
+    snapshot = _cached_json_only_snapshot(cache, repo)
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(pickled / name, snapshot / name)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    downloads = []
+
+    def download(name, allow_pickle):  # the Hub's downloader: pickle files only when allowed
+        downloads.append((name, allow_pickle))
+        return pickled if allow_pickle else snapshot
+
+    with pytest.raises(PickleWeightsRefusedError, match="--allow-pickle"):
+        convert_llava_checkpoint(src, tmp_path / "first", tower_resolver=lambda n: download(n, False))
+    dst = convert_llava_checkpoint(src, tmp_path / "retry", allow_pickle=True,
+                                   tower_resolver=lambda n: download(n, True))
+    assert downloads[-1] == (repo, True)  # the JSON-only snapshot was passed over, the tower fetched again
+    assert (dst / "model.safetensors.index.json").is_file()

@@ -32,8 +32,8 @@ from evalalign_metric.convert import config as cfg
 from evalalign_metric.convert import processor as proc
 from evalalign_metric.convert.errors import ConversionError
 from evalalign_metric.convert.mapping import DROP, UNEXPECTED, rename_checkpoint_key, rename_tower_key
-from evalalign_metric.convert.tower import VisionTower, known_tower, locate_tower, read_tower
-from evalalign_metric.convert.weights import iter_tensors, tensor_shapes, weight_files
+from evalalign_metric.convert.tower import VisionTower, has_weights, known_tower, locate_tower, read_tower
+from evalalign_metric.convert.weights import PickleWeightsRefusedError, iter_tensors, tensor_shapes, weight_files
 
 _CKPT_VISION_PREFIX = "model.vision_tower.vision_tower."
 _EMBED = "model.language_model.embed_tokens.weight"
@@ -62,11 +62,19 @@ def _choose_tower(config: dict, src: Path, *, vision_tower, tower_resolver, has_
             f"({_CKPT_VISION_PREFIX}*)"
         )
     folder = locate_tower(name, tower_path=vision_tower, checkpoint_dir=src,
-                          resolver=None if from_checkpoint and known_tower(name) else tower_resolver)
+                          resolver=None if from_checkpoint and known_tower(name) else tower_resolver,
+                          need_weights=not from_checkpoint, allow_pickle=allow_pickle)
     if folder is not None:
         tower = read_tower(folder, name)
         if from_checkpoint:
             return tower, []
+        if not allow_pickle and not has_weights(folder, allow_pickle=False) and vision_tower is None:
+            raise PickleWeightsRefusedError(
+                f"the vision tower {name!r} ({folder}) has no safetensors weights: its repo likely ships only "
+                "pickle weights (pytorch_model.bin, as openai/clip-vit-large-patch14-336 does), which are not "
+                "downloaded or loaded unless you trust them: pass allow_pickle=True (CLI: --allow-pickle), or "
+                "vision_tower=PATH (CLI: --vision-tower PATH) to a CLIP folder with safetensors"
+            )
         return tower, weight_files(folder, allow_pickle=allow_pickle)
     tower = known_tower(name)
     if from_checkpoint and tower is not None:
