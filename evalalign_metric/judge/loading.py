@@ -24,8 +24,9 @@ from typing import Any
 import torch
 
 from evalalign_metric.errors import JudgeLoadError
-from evalalign_metric.judge.backends import backend_for_model_type
-from evalalign_metric.judge.chat import detect_chat_format, get_chat_format, read_sidecar
+from evalalign_metric.judge.chat import read_sidecar
+from evalalign_metric.judge.chat_template import resolve_chat_format
+from evalalign_metric.judge.families import family_for_model_type
 from evalalign_metric.judge.judge import Judge
 from evalalign_metric.judge.newline import NewlineRule
 from evalalign_metric.judge.prefix_engine import make_engine
@@ -95,6 +96,7 @@ def load_judge(
     batch_size: int = 8,
     engine="prefix",
     cache: bool = True,
+    image_options: dict[str, Any] | None = None,
     **hub_kwargs: Any,
 ) -> Judge:
     """Load (or fetch from the per-process cache) the judge at ``model``.
@@ -110,13 +112,16 @@ def load_judge(
             ``"plain"`` (one forward per question; the reference the prefix engine is tested against), or
             an engine object with a ``run`` method.
         cache: reuse a judge already loaded with the same arguments.
+        image_options: the family's image settings, e.g. ``{"min_pixels": 256 * 28 * 28, "max_pixels":
+            1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
     device = torch.device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
     key = (os.fspath(model), str(device), str(torch_dtype), chat_format, batch_size, engine if named_engine else None,
-           tuple(sorted((k, str(v)) for k, v in hub_kwargs.items())))
+           tuple(sorted((k, str(v)) for k, v in hub_kwargs.items())),
+           tuple(sorted((k, str(v)) for k, v in (image_options or {}).items())))
     if cache and named_engine and key in _CACHE:
         return _CACHE[key]
     path = resolve_reference(model, **hub_kwargs)
@@ -124,7 +129,7 @@ def load_judge(
 
     if is_adapter_dir(path):
         judge = _load_adapter(path, device=device, dtype=torch_dtype, chat_format=chat_format, batch_size=batch_size,
-                              engine=engine, hub_kwargs=hub_kwargs)
+                              engine=engine, hub_kwargs=hub_kwargs, image_options=image_options)
         if cache and named_engine:
             _CACHE[key] = judge
         return judge
@@ -135,27 +140,26 @@ def load_judge(
         model_type = json.loads(config_file.read_text()).get("model_type")
     except json.JSONDecodeError as exc:
         raise JudgeLoadError(f"{config_file} is not valid JSON: {exc}") from exc
-    backend = backend_for_model_type(model_type)
+    family = family_for_model_type(model_type)
     if not any(path.glob("*.safetensors")):
         raise JudgeLoadError(
             f"{path} has no .safetensors weights; pickle weights (.bin/.pt) are not loaded because they can "
             "execute code (convert them with `evalalign convert`, or re-save with safetensors)"
         )
-    from transformers import AutoProcessor
-
     sidecar = read_sidecar(path)
     torch_dtype = judge_dtype(dtype, device, sidecar)
     try:
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-        net = backend.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
-                                                   trust_remote_code=False)
+        processor = family.load_processor(path)
+        net = family.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
+                                                  trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
     net.to(device)
-    fmt = get_chat_format(chat_format) if chat_format else detect_chat_format(path, processor.tokenizer)
+    fmt = resolve_chat_format(path, processor.tokenizer, family=family, processor=processor, override=chat_format)
     judge = Judge(
-        net, processor, backend=backend, chat_format=fmt, pad_to_square=sidecar.get("pad_to_square", True),
-        engine=make_engine(engine, batch_size=batch_size) if named_engine else engine,
+        net, processor, family=family, chat_format=fmt,
+        pad_to_square=sidecar.get("pad_to_square", family.pad_to_square),
+        engine=make_engine(engine, batch_size=batch_size) if named_engine else engine, image_options=image_options,
         identity={"model": os.fspath(model), "revision": hub_kwargs.get("revision"), "model_type": model_type,
                   "protocol": sidecar.get("protocol"), "protocols": sidecar.get("protocols")},
         newline_rule=NewlineRule.from_sidecar(sidecar),
@@ -170,7 +174,8 @@ def clear_judge_cache() -> None:
     _CACHE.clear()
 
 
-def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None) -> Judge:
+def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None,
+                  image_options=None) -> Judge:
     """Base judge + LoRA adapter at ``path``, merged in memory (the judge then runs at the base model's speed)."""
     from evalalign_metric.errors import require_extra
     from evalalign_metric.fileio import read_json
@@ -185,16 +190,18 @@ def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine,
     if not os.path.isabs(base) and (path / base).is_dir():  # a base stored relative to the adapter
         base = os.fspath(path / base)
     base_judge = load_judge(base, device=device, dtype=dtype, cache=False, batch_size=batch_size, engine=engine,
-                            **hub_kwargs)
+                            image_options=image_options, **hub_kwargs)
     net = peft.PeftModel.from_pretrained(base_judge.model, os.fspath(path)).merge_and_unload()
     net.to(device)
     sidecar = read_sidecar(path)
-    if chat_format:
-        fmt = get_chat_format(chat_format)
+    if chat_format or sidecar:
+        fmt = resolve_chat_format(path, base_judge.tokenizer, family=base_judge.family, processor=base_judge.processor,
+                                  override=chat_format)
     else:
-        fmt = detect_chat_format(path, base_judge.tokenizer) if sidecar else base_judge.chat_format
-    return Judge(net, base_judge.processor, backend=base_judge.backend, chat_format=fmt,
+        fmt = base_judge.chat_format
+    return Judge(net, base_judge.processor, family=base_judge.family, chat_format=fmt,
                  pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
+                 image_options=base_judge.image_options,
                  engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
                  newline_rule=base_judge.newline_rule,
                  identity={**base_judge.identity, "model": os.fspath(path), "base": base,
