@@ -22,9 +22,11 @@ What it does, offline:
 Variants: ``flat`` and ``spatial_unpad`` are the 13B style (Vicuna v1, Llama-2 SentencePiece);
 ``yi_anyres_unpad`` the 34B style (Yi SentencePiece without dummy prefix and with ChatML markers, ChatML with
 EvalAlign's system message, ``image_aspect_ratio: anyres`` run as EvalAlign runs it: padded to one tile).
-Then one judge per checkpoint, as ``evalalign convert`` writes it, answers through ``load_judge().answer``
-and each question is compared with the reference path EvalAlign's script for its dimension uses
-(faithfulness: a list of images; alignment: a 4-D tensor).
+The converter's tokenizer check (``evalalign_metric.convert.spm_reference``) is compared with the slow
+tokenizer's ``tokenizer_image_token`` ids, both tokenizer styles in both ``legacy`` modes, on every EvalAlign
+question and answer in both chat formats. Then one judge per checkpoint, as ``evalalign convert`` writes it,
+answers through ``load_judge().answer`` and each question is compared with the reference path EvalAlign's
+script for its dimension uses (faithfulness: a list of images; alignment: a 4-D tensor).
 
 ``spatial_unpad`` is compared on both reference paths: a list of images (its faithfulness script, one
 ``image_newline`` token -> single-tile ``LlavaNext``) and a batched tensor (its alignment script, no newline
@@ -247,6 +249,24 @@ def _worker_reference(work: Path) -> None:
     (work / "reference.json").write_text(json.dumps(results))
 
 
+def _worker_tokenize(work: Path) -> None:
+    """The reference's ids (``tokenizer_image_token`` with the slow tokenizer) for every probe prompt, with
+    each tokenizer style in both ``legacy`` modes."""
+    from transformers import LlamaTokenizer
+
+    from llava.constants import IMAGE_TOKEN_INDEX
+    from llava.mm_utils import tokenizer_image_token
+
+    spec = json.loads((work / "spec.json").read_text())
+    out = {}
+    for style, variant in (("llama", "flat"), ("yi", "yi_anyres_unpad")):
+        for legacy in (True, False):
+            tokenizer = LlamaTokenizer.from_pretrained(str(work / f"llava-tiny-{variant}"), legacy=legacy)
+            out[f"{style}/{legacy}"] = [tokenizer_image_token(p, tokenizer, IMAGE_TOKEN_INDEX)
+                                        for p in spec["probe_prompts"]]
+    (work / "tokenize.json").write_text(json.dumps(out))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Main side: this project's environment (transformers 5.x).
 # ----------------------------------------------------------------------------------------------------
@@ -255,6 +275,7 @@ def _spec(work: Path) -> dict:
     from PIL import Image
     import numpy as np
 
+    from evalalign_metric.convert.processor import probe_prompts
     from evalalign_metric.convert.testing import _corpus
     from evalalign_metric.judge.chat import CHAT_FORMATS
     from evalalign_metric.official import alignment_prompts
@@ -276,7 +297,8 @@ def _spec(work: Path) -> dict:
     for name, (w, h) in images.items():
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(work / "images" / name)
     spec = {"corpus": _corpus(), "questions": questions, "images": sorted(images),
-            "paths": [f"{v}/{p}" for v, p in PATHS], "chatml_system": CHAT_FORMATS["chatml"].system}
+            "paths": [f"{v}/{p}" for v, p in PATHS], "chatml_system": CHAT_FORMATS["chatml"].system,
+            "probe_prompts": [p for fmt in CHAT_FORMATS for p in probe_prompts(fmt)]}
     (work / "spec.json").write_text(json.dumps(spec))
     return spec
 
@@ -383,6 +405,23 @@ def _compare(dst: Path, ref: dict, spec: dict, work: Path, chat: str = "vicuna_v
     return stats
 
 
+def _tokenizer_level(work: Path, slow: dict, spec: dict) -> dict:
+    """How many probe prompts :class:`SentencePieceReference` (the converter's check) tokenises exactly as
+    the reference's slow tokenizer, per tokenizer style and ``legacy`` mode."""
+    from evalalign_metric.convert.spm_reference import SentencePieceReference
+
+    counts = {}
+    for key, rows in slow.items():
+        style, legacy = key.split("/")
+        folder = work / f"llava-tiny-{'flat' if style == 'llama' else 'yi_anyres_unpad'}"
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        ref = SentencePieceReference(folder / "tokenizer.model", legacy=legacy == "True",
+                                     add_bos=bool(config.get("add_bos_token", True)))
+        same = sum(ref.ids(p) == ids for p, ids in zip(spec["probe_prompts"], rows))
+        counts[key] = {"equal": same, "prompts": len(rows)}
+    return counts
+
+
 def _judge_level(dst: Path, refs: dict[str, dict], spec: dict, work: Path) -> dict:
     """Through the library's judge (``load_judge().answer``, its own rules for the newline and the reading):
     max |option probability difference| and arg-max agreement with the reference, each question compared
@@ -422,7 +461,9 @@ def run(venv: Path, work: Path) -> dict:
     timings["spec"] = time.perf_counter() - start
     timings["reference_build"] = _run_worker(python, "build", work)
     timings["reference_run"] = _run_worker(python, "reference", work)
+    timings["reference_tokenize"] = _run_worker(python, "tokenize", work)
     reference = json.loads((work / "reference.json").read_text())
+    report["tokenizer"] = _tokenizer_level(work, json.loads((work / "tokenize.json").read_text()), spec)
     start = time.perf_counter()
     for (variant, path), keep in PATHS.items():
         dst = work / f"native-{variant}-{path}"
@@ -443,7 +484,8 @@ def run(venv: Path, work: Path) -> dict:
     timings["native"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - total
     report["timings_s"] = timings
-    report["ok"] = all(c["passes"] for c in report["checks"].values()) and not any(
+    report["ok"] = all(t["equal"] == t["prompts"] for t in report["tokenizer"].values()) and all(
+        c["passes"] for c in report["checks"].values()) and not any(
         c["passes"] for c in report["controls"].values())
     return report
 
@@ -453,6 +495,9 @@ def print_report(report: dict) -> None:
         print(f"parity   {name:<22} ids_equal={c['ids_equal']} max|logit diff|={c['max_logit_diff']:.2e} "
               f"max|log P(option) diff|={c['max_logprob_diff']:.2e} max|option prob diff|={c['max_prob_diff']:.2e} "
               f"(softmax incl. <image>: {c['max_prob_diff_unmasked']:.2e}) -> {'PASS' if c['passes'] else 'FAIL'}")
+    for name, t in report["tokenizer"].items():
+        print(f"tokens   {name:<22} spm_reference == slow tokenizer (tokenizer_image_token) on "
+              f"{t['equal']}/{t['prompts']} prompts")
     for name, value in report["judge_level"].items():
         print(f"judge    {name:<22} through load_judge().answer, per EvalAlign script: max|prob diff|="
               f"{value['max_prob_diff']:.2e} argmax equal {value['argmax_equal']}/{value['items']}")
@@ -470,10 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", type=Path, default=default_venv(), help="reference venv (created if missing)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
-    parser.add_argument("--worker", choices=["build", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["build", "reference", "tokenize"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        {"build": _worker_build, "reference": _worker_reference}[args.worker](args.work)
+        {"build": _worker_build, "reference": _worker_reference, "tokenize": _worker_tokenize}[args.worker](args.work)
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="evalalign-parity-"))
     work.mkdir(parents=True, exist_ok=True)
