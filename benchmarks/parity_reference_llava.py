@@ -242,8 +242,9 @@ def _worker_reference(work: Path) -> None:
                     log_probs = torch.log_softmax(out, dim=-1)
                     # Image features expand the sequence: read the last len(suffix)+1 positions.
                     steps = log_probs[-len(suffix) - 1:-1]
-                    options[label] = {"suffix": suffix.tolist(),
-                                      "log_prob": float(steps[torch.arange(len(suffix)), suffix].sum())}
+                    per_token = steps[torch.arange(len(suffix)), suffix]
+                    options[label] = {"suffix": suffix.tolist(), "log_prob": float(per_token.sum()),
+                                      "steps": per_token.tolist()}
                 entry[f"{image_name}/{qid}"] = {"prompt": prompt, "ids": ids.tolist(),
                                                 "last_logits": logits.tolist(), "options": options}
     (work / "reference.json").write_text(json.dumps(results))
@@ -422,6 +423,23 @@ def _tokenizer_level(work: Path, slow: dict, spec: dict) -> dict:
     return counts
 
 
+def reference_greedy(options: dict) -> str:
+    """The option greedy decoding restricted to the options' tokens reaches, from the reference's per-token
+    log-probabilities (``label -> {"suffix": ids, "steps": log P of each}``): at each node, the child token
+    with the larger cumulative log-probability, until an option is complete."""
+    node: tuple = ()
+    while True:
+        done = [label for label, o in options.items() if tuple(o["suffix"]) == node]
+        if done:
+            return done[0]
+        children: dict[tuple, float] = {}
+        for o in options.values():
+            ids = tuple(o["suffix"])
+            if ids[: len(node)] == node and len(ids) > len(node):
+                children.setdefault(ids[: len(node) + 1], sum(o["steps"][: len(node) + 1]))
+        node = max(children, key=children.get)
+
+
 def _judge_level(dst: Path, refs: dict[str, dict], spec: dict, work: Path) -> dict:
     """Through the library's judge (``load_judge().answer``, its own rules for the newline and the reading):
     max |option probability difference| and arg-max agreement with the reference, each question compared
@@ -433,7 +451,7 @@ def _judge_level(dst: Path, refs: dict[str, dict], spec: dict, work: Path) -> di
     from evalalign_metric.judge.loading import load_judge
 
     judge = load_judge(dst, dtype=torch.float32, device="cpu", cache=False)
-    worst, same, total = 0.0, 0, 0
+    worst, same, greedy_same, readings_differ, total = 0.0, 0, 0, 0, 0
     for image_name in spec["images"]:
         image = Image.open(work / "images" / image_name).convert("RGB")
         questions = [(q["text"], tuple(q["labels"])) for q in spec["questions"].values()]
@@ -443,8 +461,12 @@ def _judge_level(dst: Path, refs: dict[str, dict], spec: dict, work: Path) -> di
             theirs = torch.tensor([ref[f"{image_name}/{qid}"]["options"][lab]["log_prob"] for lab in q["labels"]])
             worst = max(worst, (dist.probs - torch.softmax(theirs, dim=0)).abs().max().item())
             same += dist.argmax_label == q["labels"][int(theirs.argmax())]
+            greedy = reference_greedy(ref[f"{image_name}/{qid}"]["options"])
+            greedy_same += dist.greedy_label == greedy
+            readings_differ += greedy != q["labels"][int(theirs.argmax())]
             total += 1
-    return {"max_prob_diff": worst, "argmax_equal": same, "items": total}
+    return {"max_prob_diff": worst, "argmax_equal": same, "greedy_equal": greedy_same, "items": total,
+            "reference_greedy_differs_from_argmax": readings_differ}
 
 
 def run(venv: Path, work: Path) -> dict:
@@ -500,7 +522,9 @@ def print_report(report: dict) -> None:
               f"{t['equal']}/{t['prompts']} prompts")
     for name, value in report["judge_level"].items():
         print(f"judge    {name:<22} through load_judge().answer, per EvalAlign script: max|prob diff|="
-              f"{value['max_prob_diff']:.2e} argmax equal {value['argmax_equal']}/{value['items']}")
+              f"{value['max_prob_diff']:.2e} argmax equal {value['argmax_equal']}/{value['items']}, greedy "
+              f"reading equal {value['greedy_equal']}/{value['items']} (the reference's greedy and argmax "
+              f"differ on {value['reference_greedy_differs_from_argmax']})")
     for name, c in report["controls"].items():
         print(f"control  {name:<48} max|logit diff|={c['max_logit_diff']:.2e} "
               f"max|option prob diff|={c['max_prob_diff']:.2e} -> "

@@ -33,6 +33,6 @@ def test_converted_judges_match_the_reference(tmp_path, load_benchmark):
     assert set(report["judge_level"]) == {"flat", "spatial_unpad", "yi_anyres_unpad"}
     for name, judged in report["judge_level"].items():
         assert judged["max_prob_diff"] <= bench.PROB_TOLERANCE, (name, judged)
-        assert judged["argmax_equal"] == judged["items"], (name, judged)
+        assert judged["argmax_equal"] == judged["greedy_equal"] == judged["items"], (name, judged)
     # Deliberately wrong mappings must be caught by the same check.
     assert report["controls"] and not any(c["passes"] for c in report["controls"].values())
