@@ -204,3 +204,22 @@ def test_a_pickle_only_tower_names_the_flag_and_a_json_only_cache_does_not_block
                                    tower_resolver=lambda n: download(n, True))
     assert downloads[-1] == (repo, True)  # the JSON-only snapshot was passed over, the tower fetched again
     assert (dst / "model.safetensors.index.json").is_file()
+
+
+def test_the_hub_tower_downloader_names_the_flag_for_a_pickle_only_repo(tmp_path, monkeypatch):
+    from evalalign_metric.convert import PickleWeightsRefusedError
+    from evalalign_metric.hub import resolve
+
+    (tmp_path / "config.json").write_text("{}")
+    fetched = []
+
+    def fake_download(name, **kwargs):  # a repo with pytorch_model.bin only: the safetensors/JSON patterns get JSON
+        fetched.append(kwargs["patterns"])
+        return tmp_path, "0" * 40
+
+    monkeypatch.setattr(resolve, "download", fake_download)
+    with pytest.raises(PickleWeightsRefusedError, match=r"allow_pickle=True \(CLI: --allow-pickle\)"):
+        resolve.tower_downloader()("openai/clip-vit-large-patch14-336")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    assert resolve.tower_downloader(allow_pickle=True)("openai/clip-vit-large-patch14-336") == tmp_path
+    assert "*.bin" not in fetched[0] and "*.bin" in fetched[1]
