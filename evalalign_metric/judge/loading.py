@@ -26,6 +26,7 @@ import torch
 from evalalign_metric.errors import JudgeLoadError
 from evalalign_metric.judge.chat import read_sidecar
 from evalalign_metric.judge.chat_template import resolve_chat_format
+from evalalign_metric.judge.devices import check_device
 from evalalign_metric.judge.families import family_for_model_type
 from evalalign_metric.judge.judge import Judge
 from evalalign_metric.judge.newline import NewlineRule
@@ -102,8 +103,11 @@ def load_judge(
     """Load (or fetch from the per-process cache) the judge at ``model``.
 
     Args:
-        model: local checkpoint folder or model reference.
-        device: defaults to CUDA when available, else CPU.
+        model: local checkpoint folder or model reference; ``http://host:port`` is a judge served by
+            ``evalalign serve`` (a :class:`~evalalign_metric.serve.client.RemoteJudge`; the other options are
+            the server's).
+        device: defaults to CUDA when available, else CPU; one not available here is refused (``InputError``)
+            before anything is loaded.
         dtype: ``"auto"``/None (fp32 on CPU; on GPU the sidecar's ``dtype`` if any, as fp16 for the official
             judges, else bf16/fp16), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
@@ -116,7 +120,11 @@ def load_judge(
             1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
-    device = torch.device(device) if device is not None else default_device()
+    if isinstance(model, str) and model.startswith(("http://", "https://")):  # served by `evalalign serve`
+        from evalalign_metric.serve.client import RemoteJudge
+
+        return RemoteJudge(model, **{k: v for k, v in hub_kwargs.items() if k == "token"})
+    device = check_device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
     key = (os.fspath(model), str(device), str(torch_dtype), chat_format, batch_size, engine if named_engine else None,
