@@ -84,7 +84,7 @@ def _score_pil(judge, protocol: Protocol, pil, prompts: Sequence[str], elements=
         result = ImageResult(prompt=prompt, elements_source=source)
         for q, dist in zip(questions, dists):
             probs = dist.probs
-            discrete, expected = question_scores(probs, q.aspect.scores)
+            discrete, expected = question_scores(probs, q.aspect.scores, getattr(dist, "greedy_index", None))
             result.questions.append(QuestionResult(
                 aspect=q.aspect.key, question=q.text, labels=dist.labels, probs=probs.tolist(),
                 outside_mass=dist.outside_mass, argmax=discrete, expectation=expected, element=q.element))
