@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.subprocess]
 def _data():
     gen = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8, generator=gen)
-    prompts = [e["prompt"] for e in alignment_prompts()[:5]] + ["no elements here"]
+    prompts = [e["prompt"] for e in alignment_prompts()[:5]] + ["two dogs"]  # not official: the parser's
     return images, prompts
 
 
