@@ -231,4 +231,8 @@ class JudgeFamily:
         """Why the prefix engine cannot serve ``model`` exactly (None when it can)."""
         if not self.prefix_sharing:
             return f"the {self.model_type!r} backend does not put the image before the question"
+        inner = getattr(unwrap(model), "model", None)
+        if hasattr(inner, "get_rope_index") and type(self).prefill_inputs is JudgeFamily.prefill_inputs:
+            return (f"{type(unwrap(model)).__name__} computes 3-D (M-RoPE) positions that the {self.name!r} family "
+                    "does not carry past a shared prefix (register a family that does, as the Qwen-VL ones)")
         return None
