@@ -26,6 +26,7 @@ import torch
 from evalalign_metric.errors import JudgeLoadError
 from evalalign_metric.judge.chat import read_sidecar
 from evalalign_metric.judge.chat_template import resolve_chat_format
+from evalalign_metric.judge.devices import check_device
 from evalalign_metric.judge.families import family_for_model_type
 from evalalign_metric.judge.judge import Judge
 from evalalign_metric.judge.prefix_engine import make_engine
@@ -89,7 +90,8 @@ def load_judge(
 
     Args:
         model: local checkpoint folder or model reference.
-        device: defaults to CUDA when available, else CPU.
+        device: defaults to CUDA when available, else CPU; one not available here is refused (``InputError``)
+            before anything is loaded.
         dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
         batch_size: rows (plain engine) or images (prefix engine) per forward.
@@ -101,7 +103,7 @@ def load_judge(
             1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = check_device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
     key = (os.fspath(model), str(device), str(torch_dtype), chat_format, batch_size, engine if named_engine else None,
