@@ -1,6 +1,6 @@
 """Judge speed per family: a reference loop vs the plain engine vs the shared-prefix engine, in one run.
 
-For each judge family (LLaVA, LLaVA-NeXT, Qwen2.5-VL, Qwen3-VL, Idefics3) a small random judge is built
+For each judge family (LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Idefics3) a small random judge is built
 with :func:`evalalign_metric.testing.build_tiny_judge` and asked EvalAlign's 11 questions about the same
 images of several sizes. It times, per family:
 
@@ -41,6 +41,7 @@ from evalalign_metric.testing import build_tiny_judge
 FAMILIES = {
     "llava": ({"image_size": 224, "patch_size": 14}, {}),
     "llava_next": ({"image_size": 224, "patch_size": 14}, {}),
+    "qwen2_vl": ({"patch_size": 14}, {"min_pixels": 56 * 56, "max_pixels": 448 * 448}),
     "qwen2_5_vl": ({"patch_size": 14}, {"min_pixels": 56 * 56, "max_pixels": 448 * 448}),
     "qwen3_vl": ({"patch_size": 16}, {"min_pixels": 64 * 64, "max_pixels": 512 * 512}),
     "idefics3": ({"image_size": 128, "patch_size": 8}, {}),
