@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from evalalign_metric.errors import JudgeLoadError
+from evalalign_metric.errors import InputError, JudgeLoadError
 from evalalign_metric.images import mean_colour, pad_to_square
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "text_replacement_offsets")
@@ -179,8 +179,6 @@ class JudgeFamily:
         """Validate user image options (e.g. Qwen's ``min_pixels``); families without options take none."""
         unknown = sorted(set(options) - set(self.image_option_names))
         if unknown:
-            from evalalign_metric.errors import InputError
-
             allowed = list(self.image_option_names) or "none"
             raise InputError(f"image options {unknown} do not apply to the {self.name!r} family (it takes: {allowed})")
         return dict(options)
