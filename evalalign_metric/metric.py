@@ -74,7 +74,8 @@ class EvalAlignScore(Metric):
     """Score generated images against their prompts with a multimodal judge.
 
     Args:
-        model: local judge folder or model reference (Hub id where supported). Ignored if ``judge`` is given.
+        model: local judge folder or model reference (Hub id where supported), or ``"http://host:port"`` of an
+            ``evalalign serve`` that every process shares (docs/serve.md). Ignored if ``judge`` is given.
         protocol: ``"evalalign"`` (default), ``"imatch"``, a protocol file or a ``Protocol``.
         judge: an already loaded :class:`~evalalign_metric.judge.Judge` to use instead of ``model``.
         scoring: ``"argmax"`` (EvalAlign's discrete answers) or ``"expectation"`` (QAlign's

@@ -30,11 +30,28 @@ def register(subparsers) -> None:
                         help="local CLIP tower folder for mm_vision_tower (default: looked up by name)")
     parser.add_argument("--no-image-newline", action="store_true",
                         help="for spatial_unpad checkpoints, drop image_newline and build plain Llava (the "
-                             "reference's batched-tensor path) instead of single-tile LlavaNext")
+                             "reference's batched-tensor path) for every question, instead of single-tile "
+                             "LlavaNext that adds it to faithfulness questions only, as EvalAlign's scripts do")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="accept .bin/.pt weights (pickle can run code when loaded; trust the source)")
     parser.add_argument("--dtype", choices=_DTYPES, default=None, help="cast the weights (default: keep)")
     parser.set_defaults(func=run)
+
+
+def _check_repo_id(text: str, path) -> None:
+    """Raise a clear error when SRC, not a folder here, cannot be a Hub repo id either (``./nosuch``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from evalalign_metric.errors import InputError
+
+    if path.exists():
+        raise InputError(f"SRC {text!r} is a file; expected the folder of an original LLaVA checkpoint or a Hub "
+                         "repo id ('org/name')")
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise InputError(f"SRC {text!r}: no such folder (expected the folder of an original LLaVA checkpoint, "
+                         "or a Hub repo id 'org/name')") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     from evalalign_metric.convert import convert_llava_checkpoint
 
-    src = Path(args.src)
+    src = Path(args.src).expanduser()
     tower_resolver = None
     if not src.is_dir():
         from evalalign_metric.hub import download_original, tower_downloader
+
+        _check_repo_id(args.src, src)
 
         src = download_original(args.src, revision=args.revision, allow_pickle=args.allow_pickle)
         tower_resolver = tower_downloader(allow_pickle=args.allow_pickle)

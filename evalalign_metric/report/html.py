@@ -46,6 +46,23 @@ def _cell(est) -> str:
     return f"<td>{format_value(est.value)}{ci}</td>"
 
 
+def _prompts_note(prompts) -> list[str]:
+    """Which prompts the models were compared on (``rank``'s :class:`PromptComparison`), if known."""
+    if not prompts:
+        return []
+    esc = html.escape
+    compared = prompts["compared"]
+    left = {name: v for name, v in prompts["left_out"].items() if v["prompts"]}
+    text = f"Compared on the {len(compared)} prompt(s) every model was scored on"
+    if left:
+        text += "; left out (some other model lacks their prompts): " + "; ".join(
+            f"{esc(name)}: {v['images']} image(s) of {len(v['prompts'])} prompt(s)" for name, v in left.items()
+        )
+    listed = ", ".join(esc(label) for label in compared)
+    return [f'<p class="note">{text}.</p><details><summary>prompts compared</summary>'
+            f'<p class="note">{listed}</p></details>']
+
+
 def render_html(board, png_path: str | Path | None = None, *, title: str | None = None) -> str:
     """The report page for ``board``; embeds ``png_path`` if given. ``title`` defaults to one naming the
     protocol; "How to read it" explains that protocol's own scales (:func:`.scales.describe_scales`)."""
@@ -74,6 +91,7 @@ def render_html(board, png_path: str | Path | None = None, *, title: str | None 
         f"<code>{esc(str(judge.get('fingerprint', '?'))[:12])}</code>). Brackets: {pct} percentile bootstrap "
         f"interval over images ({board.n_resamples} resamples, seed {board.seed}).</p>"
     )
+    parts.extend(_prompts_note(board.prompts))
     parts.append(
         '<h2>Ranking</h2><table><tr><th>rank</th><th class="name">model</th><th>images</th>'
         + "".join(f"<th>{esc(m)}</th>" for m in head_metrics)
