@@ -25,6 +25,7 @@ from evalalign_metric.judge.backends import Backend
 from evalalign_metric.judge.chat import ChatFormat
 from evalalign_metric.judge.engine import Engine, ImageWork, PlainEngine
 from evalalign_metric.judge.options import EncodedQuestion, encode_question
+from evalalign_metric.judge.placement import input_device, move
 
 Question = tuple[str, Sequence[str]]
 
@@ -90,15 +91,17 @@ class Judge:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the judge takes its inputs (a sharded judge's first GPU, or CPU)."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Judge":
-        """Move the model (e.g. off the GPU between validations); returns ``self``."""
-        self.model.to(device=device, dtype=dtype)
+        """Move the model (e.g. off the GPU between validations); returns ``self``. A judge loaded with
+        ``device_map`` or ``quantize`` stays where it was loaded (with a warning)."""
+        move(self.model, device, dtype)
         return self
 
     def prompt_text(self, question: str) -> str:
