@@ -17,7 +17,7 @@ import warnings
 from evalalign_metric.errors import EvalAlignError
 
 # Subcommand modules under evalalign_metric.commands, in the order `evalalign --help` lists them.
-COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train"]
+COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train", "judges"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,7 +148,7 @@ def load_judge(
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         net = backend.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
                                                    trust_remote_code=False, **placed)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a quantizer that cannot convert a layer
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
     if not placed:
         net.to(device)
