@@ -9,10 +9,12 @@ The estimate for scoring with the prefix engine, ``batch_size`` images at a time
 - **KV cache**: ``2 x layers x kv_heads x head_dim x dtype bytes`` per token, for each image's shared prefix
   (system text + image tokens) and one chunk of its questions (at most the prefix's length, see
   :mod:`evalalign_metric.judge.prefix_engine`);
-- **activations** of the largest forward: the prefill of ``batch_size`` prefixes (hidden states, the MLP's
-  three intermediate tensors, one layer's attention scores) or the question chunk with its float32
-  log-probabilities over the vocabulary at each read position, whichever is larger; plus the vision tower's
-  hidden states of every layer (LLaVA reads an inner layer).
+- **activations** of the largest forward: the prefill of ``batch_size`` prefixes (per token four hidden-size
+  tensors and the MLP's three intermediate ones) or the question chunk with its float32 log-probabilities
+  over the vocabulary at each read position, whichever is larger; plus the vision tower's hidden states of
+  every layer (LLaVA reads an inner layer) and the pixel inputs. Attention scores are not counted: PyTorch's
+  ``sdpa`` kernels take the engine's mask without materialising them (``attn_implementation="eager"`` would
+  add ``heads x tokens**2`` per forward).
 
 Parameters are counted exactly by building the model on PyTorch's ``meta`` device. Not counted: the
 framework itself (CUDA context, allocator caches, the Python process). How well the estimate matches measured
@@ -72,6 +74,7 @@ class JudgeShape:
     vision_layers: int
     vision_hidden: int
     vision_tokens: int
+    image_size: int = 0
     checkpoint_dtype: str = "float32"
 
     @property
@@ -113,7 +116,7 @@ def shape_from_config(config, *, image_tokens: int | None = None, checkpoint_dty
         heads=text.num_attention_heads, kv_heads=getattr(text, "num_key_value_heads", None) or text.num_attention_heads,
         head_dim=head_dim, vocab=text.vocab_size, image_tokens=image_tokens or side * side,
         vision_layers=getattr(vision, "num_hidden_layers", 0) or sum(getattr(vision, "depths", []) or [0]),
-        vision_hidden=vision.hidden_size, vision_tokens=vision_tokens,
+        vision_hidden=vision.hidden_size, vision_tokens=vision_tokens, image_size=getattr(vision, "image_size", 0),
         checkpoint_dtype=checkpoint_dtype or str(getattr(config, "dtype", None) or "float32").replace("torch.", ""),
     )
 
@@ -215,9 +218,10 @@ def estimate_memory(
     chunk = min(prefix, question_tokens)
     kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * b * batch_size * (prefix + chunk)
     per_token = (4 * shape.hidden + 3 * shape.intermediate) * b
-    prefill = batch_size * prefix * (per_token + shape.heads * prefix * b)
-    suffix = batch_size * (chunk * (per_token + shape.heads * (prefix + chunk) * b) + 2 * reads * shape.vocab * 4)
-    vision = batch_size * (shape.vision_layers + 1) * shape.vision_tokens * shape.vision_hidden * b
+    prefill = batch_size * prefix * per_token
+    suffix = batch_size * (chunk * per_token + 2 * reads * shape.vocab * 4)
+    vision = batch_size * ((shape.vision_layers + 1) * shape.vision_tokens * shape.vision_hidden
+                           + 3 * shape.image_size ** 2) * b
     return MemoryEstimate(weights=int(weights), kv_cache=int(kv), activations=int(max(prefill, suffix) + vision))
 
 
