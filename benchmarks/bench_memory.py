@@ -62,8 +62,9 @@ def _bench_engine():
     return module
 
 
-def _token_figures(judge, images, questions) -> tuple[int, int, int]:
-    """(shared prefix text tokens, question tokens after the prefix, reads) for the first image."""
+def _token_figures(judge, images, questions) -> tuple[int, int, int, int]:
+    """(shared prefix text tokens, question tokens after the prefix, reads, widest chunk) for the first image;
+    chunks packed as the prefix engine packs them (whole questions, up to the prefix's length)."""
     from evalalign_metric.judge.engine import expand_image_tokens
     from evalalign_metric.judge.prefix_engine import shared_prefix_length
 
@@ -71,8 +72,15 @@ def _token_figures(judge, images, questions) -> tuple[int, int, int]:
     encoded = [judge.encode(text, labels) for text, labels in questions[0]]
     prompts = [expand_image_tokens(q.prompt_ids, judge.image_token_id, n_image) for q in encoded]
     prefix = shared_prefix_length(prompts)
+    pieces = [len(p) - prefix + sum(len(row) for row, _ in q.rows()) for p, q in zip(prompts, encoded)]
+    widths: list[int] = []
+    for piece in pieces:
+        if widths and widths[-1] + piece <= prefix:
+            widths[-1] += piece
+        else:
+            widths.append(piece)
     rows = sum(1 + sum(len(p) for p, _ in q.rows()) for q in encoded)
-    return prefix - n_image, sum(len(p) - prefix for p in prompts), rows
+    return prefix - n_image, sum(len(p) - prefix for p in prompts), rows, max(widths)
 
 
 def _warm_up(config: dict, images, questions) -> None:
@@ -115,10 +123,11 @@ def child(config: dict) -> dict:
     seconds = (time.perf_counter() - start) / config["repeats"]
     peak = _status("VmHWM") - base
     file_backed = _status("RssFile") - base_file
-    text_tokens, question_tokens, reads = _token_figures(judge, images, questions)
+    text_tokens, question_tokens, reads, chunk = _token_figures(judge, images, questions)
     estimate = estimate_memory(shape_from_folder(config["path"]), dtype="float32", quantize=config.get("quantize"),
                                batch_size=min(config["batch"], len(images)), device="cpu",
-                               question_tokens=question_tokens, prefix_text_tokens=text_tokens, reads=reads)
+                               question_tokens=question_tokens, prefix_text_tokens=text_tokens, reads=reads,
+                               chunk_tokens=chunk)
     return {"loaded": loaded, "peak": peak, "file_backed": file_backed, "images_per_s": len(images) / seconds,
             "estimate": estimate.total, "estimate_parts": [estimate.weights, estimate.kv_cache, estimate.activations]}
 

@@ -142,6 +142,7 @@ def load_judge(
     from transformers import AutoProcessor
 
     from evalalign_metric.judge.placement import from_pretrained_options
+    from evalalign_metric.judge.quantization import own_unquantized_weights, quantization_backend
 
     placed = from_pretrained_options(device=device, dtype=torch_dtype, **placing)
     try:
@@ -152,6 +153,8 @@ def load_judge(
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
     if not placed:
         net.to(device)
+    elif quantize and "quantization_config" in placed and quantization_backend(device) == "torchao":
+        own_unquantized_weights(net)
     sidecar = read_sidecar(path)
     fmt = get_chat_format(chat_format) if chat_format else detect_chat_format(path, processor.tokenizer)
     judge = Judge(

@@ -11,10 +11,10 @@ The estimate for scoring with the prefix engine, ``batch_size`` images at a time
   :mod:`evalalign_metric.judge.prefix_engine`);
 - **activations** of the largest forward: the prefill of ``batch_size`` prefixes (per token four hidden-size
   tensors and the MLP's three intermediate ones) or the question chunk with its float32 log-probabilities
-  over the vocabulary at each read position, whichever is larger; plus the vision tower's hidden states of
-  every layer (LLaVA reads an inner layer) and the pixel inputs. Attention scores are not counted: PyTorch's
-  ``sdpa`` kernels take the engine's mask without materialising them (``attn_implementation="eager"`` would
-  add ``heads x tokens**2`` per forward).
+  over the vocabulary at each read position and its attention mask, whichever is larger; plus the vision
+  tower's hidden states of every layer (LLaVA reads an inner layer) and the pixel inputs. Attention scores
+  are not counted: PyTorch's ``sdpa`` kernels take the engine's mask without materialising them
+  (``attn_implementation="eager"`` would add ``heads x tokens**2`` per forward).
 
 Parameters are counted exactly by building the model on PyTorch's ``meta`` device. Not counted: the
 framework itself (CUDA context, allocator caches, the Python process). How well the estimate matches measured
@@ -189,6 +189,7 @@ def estimate_memory(
     question_tokens: int = DEFAULT_QUESTION_TOKENS,
     prefix_text_tokens: int = DEFAULT_PREFIX_TEXT_TOKENS,
     reads: int = DEFAULT_READS,
+    chunk_tokens: int | None = None,
 ) -> MemoryEstimate:
     """Estimate the memory of scoring with the prefix engine (see the module doc for the formula).
 
@@ -201,6 +202,8 @@ def estimate_memory(
         question_tokens: tokens of all an image's questions after the shared prefix.
         prefix_text_tokens: text tokens of the shared prefix besides the image's.
         reads: positions per image whose vocabulary log-probabilities are kept.
+        chunk_tokens: the widest question chunk the engine forms; default ``min(prefix, question_tokens)``
+            (a question longer than the prefix makes its chunk wider).
 
     Raises:
         InputError: an unknown dtype or a batch size below 1.
@@ -215,11 +218,13 @@ def estimate_memory(
     if quantize:
         weights += _quantized_bytes(shape, quantize, b, device) - shape.quantizable_parameters * b
     prefix = shape.image_tokens + prefix_text_tokens
-    chunk = min(prefix, question_tokens)
+    chunk = chunk_tokens or min(prefix, question_tokens)
     kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * b * batch_size * (prefix + chunk)
     per_token = (4 * shape.hidden + 3 * shape.intermediate) * b
     prefill = batch_size * prefix * per_token
-    suffix = batch_size * (chunk * per_token + 2 * reads * shape.vocab * 4)
+    # The chunk's 4-D additive mask (and the boolean tensors it is built from) spans prefix + chunk keys.
+    mask = chunk * (prefix + chunk) * (b + 3)
+    suffix = batch_size * (chunk * per_token + mask + 2 * reads * shape.vocab * 4)
     vision = batch_size * ((shape.vision_layers + 1) * shape.vision_tokens * shape.vision_hidden
                            + 3 * shape.image_size ** 2) * b
     return MemoryEstimate(weights=int(weights), kv_cache=int(kv), activations=int(max(prefill, suffix) + vision))

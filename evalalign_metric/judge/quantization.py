@@ -132,3 +132,18 @@ def quantized_linear_names(model) -> list[str]:
                                    or weight.dtype in (torch.int8, torch.uint8)):
             names.append(name)
     return names
+
+
+@torch.no_grad()
+def own_unquantized_weights(model) -> None:
+    """Give ``model``'s plain (unquantized) parameters their own memory.
+
+    Loading maps the safetensors checkpoint, and unquantized weights read at the checkpoint's dtype stay views
+    of that mapping; every page read while quantizing the other layers then stays resident as long as any
+    view lives, so a CPU judge quantized from an fp32 checkpoint kept the whole checkpoint in its resident
+    memory. Copying the few plain parameters releases the mapping.
+    """
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if type(param) is torch.nn.Parameter:
+                param.data = param.data.clone()
