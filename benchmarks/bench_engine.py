@@ -1,28 +1,39 @@
 """Judge speed: the reference EvalAlign loop vs the plain engine vs the shared-prefix engine, in one run.
 
 On one small random LLaVA built from a config with realistic proportions (336 px images, patch 14 ->
-576 image tokens, a small CLIP-like tower, a Llama LM, a Llama-like tokenizer trained offline so the 11
-EvalAlign questions tokenise to about real Llama-2 lengths) and the same images and questions, it times:
+576 image tokens, a small CLIP-like tower, a Llama LM) and the same images and questions, it times:
 
 (a) ``reference``: a re-creation of the reference scorer's loop: per (image, question) the image is padded,
     processed and encoded again, ``generate`` runs greedily at batch 1, the first integer of the text is
-    parsed. Generation is held at what a trained judge emits (the answer's tokens plus EOS) so that the
-    random model's babble does not inflate the ratio;
+    parsed. The number of generated tokens is held fixed so the random model's babble does not decide it:
+    ``(a1)`` generates 1 new token per question (the least any ``generate`` loop does: one prefill, one
+    step) and ``(a8)`` 8 new tokens (a trained judge's short answer and end of sequence, with room to spare);
+    the ratios are given against both;
 (b) ``plain``: :class:`~evalalign_metric.judge.PlainEngine`, one teacher-forced forward per option row;
 (c) ``prefix b1`` / ``prefix b8``: :class:`~evalalign_metric.judge.prefix_engine.PrefixEngine` at batch
     size 1 and 8 images.
 
-It prints images/s (median of repeats), the speed-up over (a), the LM tokens processed per image (counted by
-a hook on the language model) against the floor (each image's shared prefix once, each question's remaining
-tokens once, each option-prefix once: counted independently from the prompts), vision-tower images per
-image, and the peak resident memory each method added over its starting point (sampled from /proc).
+Token counts are the real ones: the tokenizer is Llama-2's own 32,000-piece SentencePiece vocabulary (the
+one EvalAlign's Vicuna judges use), read from ``ggml-vocab-llama-spm.gguf``, a vocabulary-only GGUF file (no
+weights) that the ``llama-cpp-python`` 0.3.36 source distribution on PyPI ships. ``--fetch-vocab`` downloads
+that sdist with pip once and keeps only this file (0.7 MB) in ``$HF_HOME/evalalign/bench/``; ``--vocab PATH``
+uses a copy you have. Loading it needs the ``gguf`` package (``pip install 'evalalign-metric[bench]'``).
+Without the file the run falls back to a 4k BPE trained on the protocol texts and says so on every table:
+its questions are about 25% shorter than Llama-2's, so its ratios are not the ones in docs/speed.md.
+
+It prints images/s and images per CPU-second of this process (medians of repeats), the speed-up over (a1)
+and (a8), the LM tokens processed per image (counted by a hook on the language model) against the floor
+(each image's shared prefix once, each question's remaining tokens once, each option-prefix once: counted
+independently from the prompts), vision-tower images per image, and the peak resident memory each method
+added over its starting point (sampled from /proc).
 
 Example:
-    python benchmarks/bench_engine.py --images 4 --repeats 3 --threads 1
+    python benchmarks/bench_engine.py --fetch-vocab --images 4 --repeats 3 --threads 1
 
-On a machine shared with other busy processes use ``--threads 1``: with more torch threads than free
-cores, OpenMP workers spin-waiting on preempted peers slow down workloads of many small operations (the
-reference's token-by-token ``generate``) far more than a few large forwards, and the ratios become noise.
+On a machine shared with other busy processes use ``--threads 1`` and read the CPU-time ratios: with more
+torch threads than free cores, OpenMP workers spin-waiting on preempted peers slow down workloads of many
+small operations (the reference's token-by-token ``generate``) far more than a few large forwards, and the
+wall-clock ratios become noise.
 """
 
 from __future__ import annotations
@@ -34,7 +45,9 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -53,18 +66,57 @@ from evalalign_metric.protocol import elements_apply, load_protocol
 from evalalign_metric.testing import IMAGE_TOKEN, build_tiny_tokenizer
 
 IMAGE_SIZE, PATCH = 336, 14
+LLAMA_VOCAB = "ggml-vocab-llama-spm.gguf"
+LLAMA_VOCAB_SDIST = "llama-cpp-python==0.3.36"
+LLAMA_VOCAB_MEMBER = "vendor/llama.cpp/models/" + LLAMA_VOCAB
 
 
-def build_judge_folder(path: Path, *, lm_hidden: int, lm_layers: int, vision_hidden: int, vision_layers: int,
+def default_vocab_path() -> Path:
+    """Where ``--fetch-vocab`` keeps the Llama-2 vocabulary: ``$HF_HOME/evalalign/bench/``."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser() / "evalalign" / "bench" / LLAMA_VOCAB
+
+
+def fetch_llama_vocab(dest: Path) -> Path:
+    """Download the ``llama-cpp-python`` sdist with pip (~77 MB, a few minutes) and keep only its Llama-2
+    vocabulary file at ``dest``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        LLAMA_VOCAB_SDIST, "-d", tmp], check=True)
+        [sdist] = Path(tmp).glob("*.tar.gz")
+        with tarfile.open(sdist) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith("/" + LLAMA_VOCAB_MEMBER))
+            data = tar.extractfile(member).read()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_suffix(".partial")
+    partial.write_bytes(data)
+    os.replace(partial, dest)
+    return dest
+
+
+def llama2_tokenizer(vocab: Path):
+    """Llama-2's tokenizer from its vocabulary-only GGUF file, with LLaVA's ``<image>`` and a pad token added
+    (as the llava-hf checkpoints add them)."""
+    from transformers import AutoTokenizer
+
+    from evalalign_metric.errors import require_extra
+
+    require_extra("gguf", "bench", "Reading Llama-2's vocabulary from its GGUF file")
+    tok = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)
+    tok.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": [IMAGE_TOKEN]})
+    return tok
+
+
+def build_judge_folder(path: Path, tok, *, lm_hidden: int, lm_layers: int, vision_hidden: int, vision_layers: int,
                        seed: int) -> Path:
-    """A random LLaVA with 576 image tokens, saved like a real judge (weights, processor, sidecar)."""
+    """A random LLaVA with 576 image tokens and tokenizer ``tok``, saved like a real judge (weights, processor,
+    sidecar)."""
     from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaProcessor)
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     torch.manual_seed(seed)
-    # A 4k vocabulary trained on the protocol texts tokenises the questions to about real Llama-2 lengths.
-    tok = build_tiny_tokenizer("llama", vocab_size=4000)
     vision = CLIPVisionConfig(hidden_size=vision_hidden, intermediate_size=4 * vision_hidden,
                               num_hidden_layers=vision_layers, num_attention_heads=4, image_size=IMAGE_SIZE,
                               patch_size=PATCH, projection_dim=vision_hidden)
@@ -115,15 +167,16 @@ def make_images(n: int, seed: int) -> list[Image.Image]:
     return out
 
 
-def reference_loop(judge, images, questions, answer_tokens: list[int]) -> list[list[int]]:
-    """(a): per (image, question): pad + process the image again, greedy generate at batch 1, parse an int."""
+def reference_loop(judge, images, questions, n_new: int) -> list[list[int]]:
+    """(a): per (image, question): pad + process the image again, greedy generate ``n_new`` tokens at batch 1,
+    parse an int."""
     processor, model, tok = judge.processor, judge.model, judge.tokenizer
     colour = mean_colour(processor.image_processor.image_mean)
     scores = []
     with torch.inference_mode():
         for image in images:
             row = []
-            for (text, _), n_new in zip(questions, answer_tokens):
+            for text, _ in questions:
                 inputs = processor(images=[pad_to_square(image, colour)], text=[judge.prompt_text(text)],
                                    return_tensors="pt")
                 out = model.generate(**inputs, do_sample=False, max_new_tokens=n_new, min_new_tokens=n_new,
@@ -235,6 +288,10 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vocab", type=Path, default=None,
+                        help=f"Llama-2's {LLAMA_VOCAB} (default: where --fetch-vocab puts it)")
+    parser.add_argument("--fetch-vocab", action="store_true",
+                        help=f"download it (pip download {LLAMA_VOCAB_SDIST}, keep that one file) if missing")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -246,19 +303,30 @@ def main(argv=None) -> int:
 
     import transformers
 
-    folder = build_judge_folder(Path(tempfile.mkdtemp(prefix="bench_engine_")), lm_hidden=args.lm_hidden,
+    vocab = args.vocab or default_vocab_path()
+    if not vocab.is_file() and args.fetch_vocab:
+        fetch_llama_vocab(vocab)
+    if vocab.is_file():
+        tok, tokenizer_note = llama2_tokenizer(vocab), f"Llama-2 SentencePiece ({vocab})"
+    else:
+        tok = build_tiny_tokenizer("llama", vocab_size=4000)
+        tokenizer_note = (f"FALLBACK 4k BPE trained on the protocol texts ({vocab} not found: run with "
+                          "--fetch-vocab); questions ~25% shorter than Llama-2's, ratios NOT those of docs/speed.md")
+        print(f"warning: {tokenizer_note}", file=sys.stderr)
+    folder = build_judge_folder(Path(tempfile.mkdtemp(prefix="bench_engine_")), tok, lm_hidden=args.lm_hidden,
                                 lm_layers=args.lm_layers, vision_hidden=args.vision_hidden,
                                 vision_layers=args.vision_layers, seed=args.seed)
     judge = load_judge(folder, device="cpu", dtype="float32", cache=False)
     images = make_images(args.images, args.seed)
     questions = evalalign_questions()
-    # A trained judge answers " 2" / " -1" and stops: its option tokens plus EOS.
-    answer_tokens = [max(len(ids) for ids in judge.encode(t, l).option_ids) + 1 for t, l in questions]
     _, n_image = judge.prepare_image(images[0])
     lm_params = sum(p.numel() for p in judge.model.model.language_model.parameters())
     vision_params = sum(p.numel() for p in judge.model.model.vision_tower.parameters())
-    prompt_lengths = [len(judge.encode(t, l).prompt_ids) - 1 + n_image for t, l in questions]
+    encoded = [judge.encode(t, labels) for t, labels in questions]
+    prompt_lengths = [len(q.prompt_ids) - 1 + n_image for q in encoded]
     image_share = sum(n_image / n for n in prompt_lengths) / len(prompt_lengths)
+    shared = len(os.path.commonprefix([q.prompt_ids for q in encoded])) - 1 + n_image
+    option_tokens = sorted({len(ids) for q in encoded for ids in q.option_ids})
 
     print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; python {platform.python_version()}, torch {torch.__version__}, "
@@ -266,16 +334,18 @@ def main(argv=None) -> int:
     print(f"model: LLaVA, LM {lm_params / 1e6:.1f}M params ({args.lm_layers} layers x {args.lm_hidden}), "
           f"vision {vision_params / 1e6:.2f}M ({args.vision_layers} layers x {args.vision_hidden}), vocab "
           f"{len(judge.tokenizer)}, fp32, sdpa")
+    print(f"tokenizer: {tokenizer_note}")
     print(f"inputs: {len(images)} images of {len({im.size for im in images})} sizes, "
           f"{len(questions)} questions each, {n_image} image tokens; prompts "
-          f"{min(prompt_lengths)}-{max(prompt_lengths)} tokens, image "
-          f"tokens {100 * image_share:.0f}% of a prompt on average; reference answers "
-          f"{sorted(set(answer_tokens))} new tokens")
+          f"{min(prompt_lengths)}-{max(prompt_lengths)} tokens ({shared} shared by all), image "
+          f"tokens {100 * image_share:.0f}% of a prompt on average; options {option_tokens} tokens; "
+          f"reference loops (a1) 1 and (a8) 8 new tokens per question")
 
     engines = {"(b) plain b8": PlainEngine(batch_size=8), "(c) prefix b1": PrefixEngine(batch_size=1),
                "(c) prefix b8": PrefixEngine(batch_size=8)}
     asked = [questions] * len(images)
-    methods = {"(a) reference": lambda: reference_loop(judge, images, questions, answer_tokens)}
+    methods = {"(a1) reference": lambda: reference_loop(judge, images, questions, 1),
+               "(a8) reference": lambda: reference_loop(judge, images, questions, 8)}
     for name, engine in engines.items():
         methods[name] = (lambda e: lambda: _answer(judge, e, images, asked))(engine)
 
@@ -308,18 +378,21 @@ def main(argv=None) -> int:
     engine_floor = engines["(c) prefix b1"].last_stats.floor_tokens / len(images)
     assert engine_floor == floor, (engine_floor, floor)
     _report_agreement(outputs)
-    base, base_cpu = rows["(a) reference"]["seconds"], rows["(a) reference"]["cpu"]
+    refs = ("(a1) reference", "(a8) reference")
     print(f"\nfloor: 1 vision pass + {floor:.0f} LM tokens per image (prefix once, each question suffix "
           "once, each option prefix once)")
-    print(f"{'method':<15} {'images/s':>9} {'x (a)':>7} {'img/cpu-s':>10} {'x (a)':>7} {'LM tokens/img':>14} "
-          f"{'x floor':>8} {'vision/img':>11} {'peak +RSS MB':>13}")
+    print(f"{'method':<15} {'images/s':>9} {'x (a1)':>7} {'x (a8)':>7} {'img/cpu-s':>10} {'x (a1)':>7} "
+          f"{'x (a8)':>7} {'LM tokens/img':>14} {'x floor':>8} {'vision/img':>11} {'peak +RSS MB':>13}")
     for name, r in rows.items():
-        print(f"{name:<15} {len(images) / r['seconds']:>9.3f} {base / r['seconds']:>7.2f} "
-              f"{len(images) / r['cpu']:>10.3f} {base_cpu / r['cpu']:>7.2f} {r['tokens']:>14.0f} "
-              f"{r['tokens'] / floor:>8.2f} {r['vision']:>11.1f} {r['mem']:>13.1f}")
+        wall = " ".join(f"{rows[ref]['seconds'] / r['seconds']:>7.2f}" for ref in refs)
+        used = " ".join(f"{rows[ref]['cpu'] / r['cpu']:>7.2f}" for ref in refs)
+        print(f"{name:<15} {len(images) / r['seconds']:>9.3f} {wall} {len(images) / r['cpu']:>10.3f} {used} "
+              f"{r['tokens']:>14.0f} {r['tokens'] / floor:>8.2f} {r['vision']:>11.1f} {r['mem']:>13.1f}")
     print(f"median of {args.repeats} timed repeats (round-robin over methods) after one untimed pass; "
           "images/s is wall clock, img/cpu-s is per CPU-second of this process (less sensitive to other "
-          f"load on the machine); ru_maxrss of the process {_maxrss_mb():.0f} MB")
+          "load on the machine); x (a1) / x (a8): speed-up over the reference loop generating 1 / 8 new tokens "
+          f"per question; ru_maxrss of the process {_maxrss_mb():.0f} MB")
+    print(f"tokenizer: {tokenizer_note}")
     return 0
 
 

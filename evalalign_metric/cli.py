@@ -1,4 +1,6 @@
-"""The ``evalalign`` command. Each subcommand lives in ``evalalign_metric.commands.<name>`` and exposes
+"""Judge text-to-image outputs with a multimodal LLM: score image folders, rank models, check agreement.
+
+The ``evalalign`` command. Each subcommand lives in ``evalalign_metric.commands.<name>`` and exposes
 ``register(subparsers)``; errors of this library print one line and exit 2, without a traceback.
 
 Example:
@@ -17,13 +19,13 @@ import warnings
 from evalalign_metric.errors import EvalAlignError
 
 # Subcommand modules under evalalign_metric.commands, in the order `evalalign --help` lists them.
-COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train", "judges"]
+COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train", "serve", "judges"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from evalalign_metric import __version__
 
-    parser = argparse.ArgumentParser(prog="evalalign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="evalalign", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -27,13 +27,25 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from evalalign_metric.errors import EvalAlignError, InputError, require_extra
 
-__all__ = ["fsync_dir", "json_safe", "read_data_file", "read_json", "read_text", "read_yaml", "write_atomic"]
+__all__ = [
+    "check_writable",
+    "fsync_dir",
+    "json_safe",
+    "read_data_file",
+    "read_json",
+    "read_text",
+    "read_yaml",
+    "remove_stale_temporaries",
+    "write_atomic",
+]
 
 
 def _named(what: str, path: str | os.PathLike) -> str:
@@ -203,3 +215,72 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Iterable[str | byt
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "file", error: type[EvalAlignError] = InputError) -> None:
+    """Make sure a file can be written at ``path`` before any long work: its folder is created if missing and
+    a probe file is written there and removed.
+
+    Raises ``error("<what> '<path>' cannot be written: <reason>")`` when a parent is a file, the folder cannot be
+    created or written (permission denied, read-only file system, disk full), or ``path`` is a folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> check_writable(d / "new" / "out.json", what="--out")
+        >>> _ = (d / "blocker").write_text("x")
+        >>> try:
+        ...     check_writable(d / "blocker" / "out.json", what="--out")
+        ... except InputError as exc:
+        ...     print(str(exc).replace(str(d), "D"))
+        --out 'D/blocker/out.json' cannot be written: 'D/blocker' is a file, not a folder
+    """
+    path = Path(path)
+    folder = path.parent
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise error(f"{_named(what, path)} cannot be written: {os.fspath(parent)!r} is a file, not a folder")
+            break
+    if path.is_dir():
+        raise error(f"{_named(what, path)} is a folder; expected a file path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".evalalign-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise error(
+            f"{_named(what, path)} cannot be written: {exc.strerror or exc} (folder {os.fspath(folder)!r})"
+        ) from None
+
+
+_TEMPORARY = re.compile(r"\.[0-9a-f]{12}\.tmp")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temporary files that :func:`write_atomic` left beside ``path`` when its process was
+    killed mid-write; returns them. Call it only while no other process can be writing ``path``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "summary.json"
+        >>> _ = path.with_name(".summary.json.0123456789ab.tmp").write_text("{")  # a killed write
+        >>> [p.name for p in remove_stale_temporaries(path)], list(path.parent.iterdir())
+        (['.summary.json.0123456789ab.tmp'], [])
+    """
+    path = Path(path)
+    prefix = f".{path.name}"
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(prefix) and _TEMPORARY.fullmatch(entry.name[len(prefix):]) and entry.is_file():
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(Path(entry.path))
+    return removed

@@ -59,6 +59,10 @@ def to_pil_images(images, *, normalize: bool = False, name: str = "images") -> l
     Accepts a ``(N, C, H, W)`` tensor, a ``(C, H, W)`` tensor, a PIL image, or a sequence of either.
     uint8 tensors are read as [0, 255]; float tensors need ``normalize=True`` and values in [0, 1] (the
     torchmetrics FID convention). Grayscale and RGBA are converted to RGB; other channel counts are refused.
+
+    Raises:
+        InputError: naming the offending index, for a wrong shape, dtype, range or type, an empty image, or a
+            PIL image whose file cannot be decoded (truncated, corrupt).
     """
     if isinstance(images, torch.Tensor):
         if images.ndim == 4:
@@ -75,6 +79,11 @@ def to_pil_images(images, *, normalize: bool = False, name: str = "images") -> l
         if isinstance(img, Image.Image):
             if img.width == 0 or img.height == 0:
                 raise InputError(f"{name}[{i}] is empty ({img.width}x{img.height})")
+            try:  # an image opened lazily is decoded here, so a broken file is reported with its index
+                img.load()
+            except (OSError, SyntaxError, ValueError) as exc:
+                where = f" ({img.filename})" if getattr(img, "filename", "") else ""
+                raise InputError(f"{name}[{i}]{where} could not be decoded: {exc}") from exc
             out.append(img if img.mode == "RGB" else img.convert("RGB"))
         elif isinstance(img, torch.Tensor):
             out.append(_tensor_to_pil(img, normalize, f"{name}[{i}]"))

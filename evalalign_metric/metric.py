@@ -74,7 +74,8 @@ class EvalAlignScore(Metric):
     """Score generated images against their prompts with a multimodal judge.
 
     Args:
-        model: local judge folder or model reference (Hub id where supported). Ignored if ``judge`` is given.
+        model: local judge folder or model reference (Hub id where supported), or ``"http://host:port"`` of an
+            ``evalalign serve`` that every process shares (docs/serve.md). Ignored if ``judge`` is given.
         protocol: ``"evalalign"`` (default), ``"imatch"``, a protocol file or a ``Protocol``.
         judge: an already loaded :class:`~evalalign_metric.judge.Judge` to use instead of ``model``.
         scoring: ``"argmax"`` (EvalAlign's discrete answers) or ``"expectation"`` (QAlign's
@@ -89,7 +90,8 @@ class EvalAlignScore(Metric):
             protocols whose element aspects are EvalAlign's six. ``compute()`` reports per source
             (``elements_from/caller``, ``/file``, ``/official``, ``/extractor``, ``/parser``) how many
             prompts got their elements there.
-        device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`.
+        device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`
+            (with ``judge=``, the judge's own engine sets the batch size; ``batch_size`` is still checked).
         quantize, device_map, max_memory: ``"int8"``/``"4bit"`` loading, sharding and offload, passed to
             :func:`~evalalign_metric.judge.load_judge` (see docs/judges.md, memory section).
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_fn``, ...).
@@ -127,6 +129,8 @@ class EvalAlignScore(Metric):
         self.scoring = scoring or self.protocol.default_scoring
         if self.scoring not in SCORING_MODES:
             raise InputError(f"scoring={scoring!r}; expected one of {SCORING_MODES}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}; expected a whole number >= 1")
         if judge is None:
             if model is None:
                 raise InputError("EvalAlignScore needs model= (a judge folder or reference) or judge=")
@@ -221,6 +225,18 @@ class EvalAlignScore(Metric):
         self.elements_from = self.elements_from + sources.to(self.device)
         self.outside_mass_sum = self.outside_mass_sum + outside
 
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Add another ``EvalAlignScore``'s states (or a dict of states) to this one.
+
+        Raises:
+            InputError: ``incoming_state`` is a metric scored with another protocol (name, version or content),
+                another scoring mode, or another judge (its ``Judge.identity``: model reference, revision,
+                architecture, chat format): its sums are on other questions or another scale.
+        """
+        if isinstance(incoming_state, EvalAlignScore):
+            _check_mergeable(self, incoming_state)
+        super().merge_state(incoming_state)
+
     def compute(self) -> dict[str, torch.Tensor]:
         """Overall (in [0, 1]), each dimension, each aspect and element category (NaN if never answered),
         and diagnostics."""
@@ -254,3 +270,33 @@ class EvalAlignScore(Metric):
         ax.set_ylabel("score")
         fig.tight_layout()
         return fig, ax
+
+
+def _describe_protocol(protocol: Protocol) -> str:
+    return f"{protocol.name!r} (version {protocol.version})"
+
+
+def _describe_judge(identity: Mapping[str, Any], keys: Sequence[str]) -> str:
+    return ", ".join(f"{key}={identity.get(key)!r}" for key in keys)
+
+
+def _check_mergeable(mine: EvalAlignScore, theirs: EvalAlignScore) -> None:
+    """Refuse to add up states that do not measure the same thing (see :meth:`EvalAlignScore.merge_state`)."""
+    if mine.protocol != theirs.protocol:
+        same_name = (mine.protocol.name, mine.protocol.version) == (theirs.protocol.name, theirs.protocol.version)
+        edited = " (same name and version, different content)" if same_name else ""
+        raise InputError(
+            f"cannot merge EvalAlignScore states of different protocols: {_describe_protocol(mine.protocol)} and "
+            f"{_describe_protocol(theirs.protocol)}{edited}"
+        )
+    if mine.scoring != theirs.scoring:
+        raise InputError(f"cannot merge EvalAlignScore states of different scoring modes: {mine.scoring!r} and "
+                         f"{theirs.scoring!r}")
+    a, b = mine.judge.identity, theirs.judge.identity
+    if mine.judge is not theirs.judge and a != b:
+        differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        keys = ["model", *(k for k in differing if k != "model")]
+        raise InputError(
+            f"cannot merge EvalAlignScore states of different judges: {_describe_judge(a, keys)} and "
+            f"{_describe_judge(b, keys)}"
+        )

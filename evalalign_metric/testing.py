@@ -136,7 +136,10 @@ def build_tiny_judge(
     Args:
         path: folder to create (must not hold another checkpoint).
         tokenizer: ``"llama"`` (digits split, multi-token options) or ``"bytelevel"``.
-        architecture: ``"llava"`` (``LlavaForConditionalGeneration``) or ``"llava_next"``.
+        architecture: ``"llava"`` (``LlavaForConditionalGeneration``), ``"llava_next"``, or a family of
+            :mod:`evalalign_metric.testing_families` (``"qwen2_5_vl"``, ``"qwen3_vl"``, ``"idefics3"``: a
+            byte-level tokenizer and the family's chat template, which the judge is asked through; ``tokenizer``
+            and ``chat_format`` do not apply).
         chat_format: recorded in the ``evalalign_judge.json`` sidecar; ``"chatml"`` adds ChatML tokens.
         confident: make the output head answer with option tokens only, with peaked probabilities.
         write_sidecar: write ``evalalign_judge.json`` (omit it to test detection from the tokenizer).
@@ -155,6 +158,15 @@ def build_tiny_judge(
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    from evalalign_metric.testing_families import ARCHITECTURES, build_family_judge
+
+    if architecture in ARCHITECTURES:
+        model, tok, processor = build_family_judge(path, architecture, hidden_size=hidden_size,
+                                                   num_layers=num_layers, seed=seed, image_size=image_size,
+                                                   patch_size=patch_size)
+        return _save(path, model, tok, processor, confident=confident, scale=confident_scale, seed=seed,
+                     sidecar={"format_version": 1, "chat_format": "chat_template", "protocol": "evalalign",
+                              "pad_to_square": False} if write_sidecar else None)
     torch.manual_seed(seed)
     tok = build_tiny_tokenizer(tokenizer, chatml=chat_format == "chatml")
     vision = CLIPVisionConfig(
@@ -195,16 +207,21 @@ def build_tiny_judge(
                                        vision_feature_select_strategy="default", chat_template=template,
                                        num_additional_image_tokens=1)
     else:
-        raise ValueError(f"architecture={architecture!r}; expected 'llava' or 'llava_next'")
+        raise ValueError(f"architecture={architecture!r}; expected 'llava', 'llava_next' or one of {ARCHITECTURES}")
     model.config.pad_token_id = tok.pad_token_id
+    return _save(path, model, tok, processor, confident=confident, scale=confident_scale, seed=seed,
+                 sidecar={"format_version": 1, "chat_format": chat_format, "protocol": "evalalign",
+                          "pad_to_square": True} if write_sidecar else None)
+
+
+def _save(path: Path, model, tok, processor, *, confident: bool, scale: float, seed: int, sidecar: dict | None
+          ) -> Path:
     if confident:
-        _confident_lm_head(model, tok, confident_scale, seed)
+        _confident_lm_head(model, tok, scale, seed)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    if write_sidecar:
-        (path / SIDECAR_NAME).write_text(json.dumps(
-            {"format_version": 1, "chat_format": chat_format, "protocol": "evalalign", "pad_to_square": True},
-            indent=1))
+    if sidecar is not None:
+        (path / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=1))
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -129,3 +130,54 @@ def test_console_script_runs_offline(prompts_file, lm_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert load_elements_file(out)[NEW_PROMPT] == GOOD
     assert len(list((tmp_path / "hf" / "evalalign" / "elements").glob("*.json"))) == 1
+
+
+def _one_line_error(capsys, pattern: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("evalalign elements: error: ") and re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_a_prompts_file_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys, suffix):
+    path = tmp_path / f"prompts{suffix}"
+    path.write_bytes(b"a red cat\n\xff\xfe latin-1 bytes\n")
+    assert main(["elements", str(path), "--out", str(tmp_path / "e.json")]) == 2
+    _one_line_error(capsys, rf"prompts file '.*prompts\{suffix}' is not UTF-8 text")
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_extraction(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "p.txt"
+    path.write_text("a cat\n")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    assert main(["elements", str(path), "--out", str(tmp_path / "blocker" / "e.json")]) == 2
+    _one_line_error(capsys, r"--out '.*e\.json' cannot be written: '.*blocker' is a file, not a folder")
+
+    # a read-only folder (tests run as root, who may write anywhere: the denial is simulated where it happens)
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", denied)
+        assert main(["elements", str(path), "--out", str(tmp_path / "ro" / "e.json")]) == 2
+    _one_line_error(capsys, r"--out '.*e\.json' cannot be written: Permission denied")
+
+
+def test_a_disk_full_while_saving_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from evalalign_metric.extraction import elements_file
+
+    path = tmp_path / "p.txt"
+    path.write_text("a cat\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(elements_file, "write_atomic", full)
+    assert main(["elements", str(path), "--out", str(tmp_path / "e.json"), "--quiet"]) == 2
+    _one_line_error(capsys, r"--out '.*e\.json' cannot be written: No space left on device")

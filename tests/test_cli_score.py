@@ -14,6 +14,7 @@ from PIL import Image
 
 from evalalign_metric.cli import main
 from evalalign_metric.official import alignment_prompts, faithfulness_prompts
+from evalalign_metric.runs.scan import natural_key
 
 ALIGN_IDS = [e["prompt_id"] for e in alignment_prompts()]
 FAITH_IDS = [e["prompt_id"] for e in faithfulness_prompts()]
@@ -37,8 +38,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def assert_one_line_error(code: int, err: str, pattern: str, command: str = "score") -> None:
+def assert_one_line_error(code: int, err: str, pattern: str, command: str = "score", notes: bool = False) -> None:
+    """Exit 2 and one error line (after the run's notes, when ``notes``), without a traceback."""
     lines = [line for line in err.splitlines() if line.strip()]
+    if notes:
+        lines = [line for line in lines if not line.startswith(f"evalalign {command}: note: ")]
     assert code == 2, (code, err)
     assert "Traceback" not in err
     assert len(lines) == 1, err
@@ -53,15 +57,22 @@ def test_score_prints_scores_and_writes_results_and_summary(tmp_path, capsys, ti
     folder = make_folder(tmp_path / "imgs", [ALIGN_ONLY[0], FAITH_ONLY[0]])
     code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--no-progress")
     assert code == 0, err
-    assert err == ""
+    official = len(set(ALIGN_IDS) | set(FAITH_IDS))  # the folder holds images of both official sets
+    assert err.splitlines() == [
+        f"evalalign score: note: {official - 2} of the {official} prompt(s) of --prompts official have no image "
+        f"in {str(folder)!r} (e.g. {', '.join(repr(i) for i in sorted(set(ALIGN_IDS) | set(FAITH_IDS), key=natural_key)[:3])}"  # noqa: E501
+        ", ...)"
+    ]
     results = folder / "evalalign" / "results.jsonl"
     summary = json.loads((folder / "evalalign" / "results.summary.json").read_text())
     assert f"2 image(s) scored (argmax); results: {results}" in out
     for label in ("overall", "faithfulness", "alignment/Object", "faithfulness/common"):
         assert label in out
     assert summary["counts"]["images_scored"] == 2
-    code, out, _ = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--format", "json")
+    assert len(summary["prompts_without_image"]) == official - 2
+    code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--format", "json")
     assert code == 0 and json.loads(out) == summary  # resumed: nothing new, same summary
+    assert f"note: resuming {str(results)!r}: 2 of the 2 image(s) were already scored by an earlier run; 0 left" in err
     assert "elements: 1 prompt(s) official, 1 without elements (faithfulness only)" in run_cli(
         capsys, "score", folder, "--model", tiny_judge_path)[1]
     assert summary["counts"]["elements_from"] == {"prompts-file": 0, "official": 1, "parser": 0, "none": 1}
@@ -103,6 +114,7 @@ def test_skipped_files_exit_2_after_writing_unless_allowed(tmp_path, capsys, tin
         err,
         r"4 file\(s\) .* were not scored: 1 not an image \(e\.g\. 'notes\.txt'\); 2 "
         r"corrupt or unreadable .*; 1 without a prompt .*--allow-skipped",
+        notes=True,
     )
     summary = json.loads((folder / "evalalign" / "results.summary.json").read_text())
     assert summary["skipped"]["non_image_files"] == ["notes.txt"]
@@ -114,7 +126,7 @@ def test_skipped_files_exit_2_after_writing_unless_allowed(tmp_path, capsys, tin
     assert summary["skipped"]["images_without_prompt"] == ["no_such_prompt.png"]
     assert summary["counts"]["images_scored"] == 1 and summary["counts"]["files"] == 5
     code, out, err = run_cli(capsys, "score", folder, "--model", tiny_judge_path, "--allow-skipped")
-    assert code == 0 and err.startswith("evalalign score: warning: 4 file(s)") and "overall" in out
+    assert code == 0 and "evalalign score: warning: 4 file(s)" in err and "overall" in out
 
 
 def test_rank_writes_the_report_and_reuses_results(tmp_path, capsys, tiny_judge_path, monkeypatch):
@@ -165,6 +177,50 @@ def test_rank_writes_the_report_and_reuses_results(tmp_path, capsys, tiny_judge_
     )
     assert code == 0, err
     assert json.loads(out2)["rows"] == board["rows"]
+
+
+def test_rank_compares_the_prompts_every_model_shares_and_says_what_it_left_out(tmp_path, capsys, tiny_judge_path):
+    a = make_folder(tmp_path / "model_a", ALIGN_ONLY[:4], "red")
+    b = make_folder(tmp_path / "model_b", [*ALIGN_ONLY[1:3], ALIGN_ONLY[5]], "blue")
+    code, out, err = run_cli(capsys, "rank", a, b, "--model", tiny_judge_path, "--out-dir", tmp_path / "report",
+                             "--n-resamples", "50", "--no-plot", "--scoring", "expectation")
+    assert code == 0, err
+    shared = ALIGN_ONLY[1:3]
+    warning = [line for line in err.splitlines() if line.startswith("evalalign rank: warning:")]
+    assert len(warning) == 1, err
+    assert "ranked on the 2 prompt(s) all 2 models share" in warning[0]
+    assert f"'model_a' 2 image(s) of 2 prompt(s) (e.g. '{ALIGN_ONLY[0]}', '{ALIGN_ONLY[3]}')" in warning[0]
+    assert f"'model_b' 1 image(s) of 1 prompt(s) (e.g. '{ALIGN_ONLY[5]}')" in warning[0]
+    assert "compared on the 2 prompt(s) every model was scored on" in out
+    board = json.loads((tmp_path / "report" / "leaderboard.json").read_text())
+    assert board["prompts"]["compared"] == sorted(shared, key=int)
+    assert board["prompts"]["left_out"]["model_a"] == {"prompts": [ALIGN_ONLY[0], ALIGN_ONLY[3]], "images": 2}
+    assert {r["name"]: r["num_images"] for r in board["rows"]} == {"model_a": 2, "model_b": 2}
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Compared on the 2 prompt(s)" in html and all(p in html for p in shared)
+    # independent expectation: model_a's numbers are those of a folder holding only the shared prompts' images
+    only = tmp_path / "only_shared"
+    only.mkdir()
+    for pid in shared:
+        (only / f"{pid}.png").write_bytes((a / f"{pid}.png").read_bytes())
+    code, _, err = run_cli(capsys, "rank", only, b, "--names", "model_a", "model_b", "--model", tiny_judge_path,
+                           "--out-dir", tmp_path / "report2", "--n-resamples", "50", "--no-plot", "--scoring",
+                           "expectation")
+    assert code == 0, err
+    again = json.loads((tmp_path / "report2" / "leaderboard.json").read_text())
+    assert [{**r, "results": None} for r in again["rows"]] == [{**r, "results": None} for r in board["rows"]]
+    assert len({r["values"]["overall"]["value"] for r in board["rows"]}) == 2  # the check can tell models apart
+    assert not again["prompts"]["left_out"]["model_a"]["prompts"]
+
+
+def test_rank_refuses_models_that_share_no_prompt(tmp_path, capsys, tiny_judge_path):
+    a = make_folder(tmp_path / "model_a", ALIGN_ONLY[:12], "red")
+    b = make_folder(tmp_path / "model_b", ALIGN_ONLY[12:15], "blue")
+    code, _, err = run_cli(capsys, "rank", a, b, "--model", tiny_judge_path, "--out-dir", tmp_path / "report",
+                           "--no-plot")
+    assert_one_line_error(code, err, rf"share no prompt.*'model_a' on 12 prompt\(s\) \(e\.g\. '{ALIGN_ONLY[0]}'\), "
+                                     rf"'model_b' on 3 prompt\(s\)", command="rank", notes=True)
+    assert not (tmp_path / "report").exists()
 
 
 # --- bad input: one line, exit 2, no traceback -----------------------------------------------------------
@@ -340,6 +396,30 @@ def case_out_unwritable(t, j):
     )
 
 
+def case_two_images_of_one_prompt(t, j):
+    make_folder(t / "imgs", [ALIGN_ONLY[0], ALIGN_ONLY[1]])
+    Image.new("RGB", (32, 32), "blue").save(t / "imgs" / f"{ALIGN_ONLY[0]}.jpg")
+    return ["score", t / "imgs", "--model", j], (
+        rf"images '{ALIGN_ONLY[0]}\.jpg' and '{ALIGN_ONLY[0]}\.png' in .* both match prompt_id '{ALIGN_ONLY[0]}'"
+    )
+
+
+_HELD: list = []
+
+
+def case_out_held_by_another_run(t, j):
+    from evalalign_metric.runs.lock import RunLock
+
+    make_folder(t / "imgs", [ALIGN_ONLY[0]])
+    lock = RunLock(t / "r.jsonl")
+    lock.acquire()  # held by this test process: the lock is per open file, so the run cannot take it
+    _HELD.append(lock)  # kept alive until the run was refused (a collected lock releases itself)
+    return ["score", t / "imgs", "--model", j, "--out", t / "r.jsonl"], (
+        rf"'.*r\.jsonl' is being written by another run \(pid {os.getpid()} on host '.*', started .*; lock "
+        r"'.*\.r\.jsonl\.lock'\): wait for it to end, or pass another --out"
+    )
+
+
 def case_out_wrong_extension(t, j):
     make_folder(t / "imgs", [ALIGN_ONLY[0]])
     return ["score", t / "imgs", "--model", j, "--out", t / "results.json"], r"must end in \.jsonl"
@@ -438,6 +518,11 @@ def case_rank_source_not_results(t, j):
     return ["rank", t / "scores.csv", "--model", j], r"is a file but not a results \.jsonl"
 
 
+def case_rank_empty_results_file(t, j):
+    (t / "empty.jsonl").write_text("")
+    return ["rank", t / "empty.jsonl", "--model", j], r"results file '.*empty\.jsonl' does not exist or is empty"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
@@ -505,6 +590,15 @@ def test_demo_without_the_embedded_judge_says_the_judge_is_untrained(tmp_path, m
     assert cli.main(["demo", "--out-dir", str(tmp_path / "demo"), "--n-resamples", "100", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "UNTRAINED DEMO JUDGE" in err and "UNTRAINED DEMO JUDGE" in out
+    # no progress bar: one line per stage, saying what the demo does and on how many images
+    stages = [line for line in err.splitlines() if line.startswith("evalalign demo: ") and "UNTRAINED" not in line]
+    assert stages[0].startswith("evalalign demo: drawing 10 scenes for each of 2 pretend text-to-image models")
+    for protocol in ("EvalAlign", "iMatch"):
+        assert f"evalalign demo: {protocol} protocol: scoring painter's 10 images (judge: the untrained demo judge)" \
+            in stages
+        assert any(s.startswith(f"evalalign demo: {protocol} protocol: leaderboard of 2 models over 20 images")
+                   for s in stages)
+    assert len(stages) == 7
     demo = tmp_path / "demo"
     assert {p.name for p in demo.iterdir()} >= {"report.html", "report.png", "leaderboard.json", "images", "results"}
     assert len(list((demo / "images" / "painter").glob("*.png"))) == 10

@@ -13,12 +13,14 @@ import pytest
 
 from evalalign_metric.errors import InputError, MissingExtraError, ProtocolError
 from evalalign_metric.fileio import (
+    check_writable,
     fsync_dir,
     json_safe,
     read_data_file,
     read_json,
     read_text,
     read_yaml,
+    remove_stale_temporaries,
     write_atomic,
 )
 from evalalign_metric.protocol import load_protocol
@@ -245,6 +247,52 @@ def test_writing_into_a_missing_folder_fails_without_creating_it(tmp_path):
 def test_fsync_dir_tolerates_a_missing_folder(tmp_path):
     fsync_dir(tmp_path / "missing")  # best effort: no error
     fsync_dir(tmp_path)
+
+
+def test_a_write_killed_midway_leaves_a_temporary_that_only_its_own_cleanup_removes(tmp_path):
+    import signal
+    import subprocess
+
+    path = tmp_path / "results.summary.json"
+    path.write_text('{"old": 1}', encoding="utf-8")
+    script = (
+        "import os, signal, sys\n"
+        "from evalalign_metric.fileio import write_atomic\n"
+        "def chunks():\n"
+        "    yield '{\"new\": '\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "write_atomic(sys.argv[1], chunks())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = [name for name in _listing(tmp_path) if name.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(".results.summary.json.")  # what the issue saw
+    others = [".results.jsonl.0123456789ab.tmp", ".results.summary.json.lock", ".results.summary.json.x.tmp",
+              "results.summary.json.0123456789ab.tmp"]
+    for name in others:
+        (tmp_path / name).write_text("not ours")
+    assert [p.name for p in remove_stale_temporaries(path)] == left
+    assert _listing(tmp_path) == sorted(others + ["results.summary.json"])
+    assert json.loads(path.read_text(encoding="utf-8")) == {"old": 1}
+    assert remove_stale_temporaries(tmp_path / "missing" / "x.json") == []
+
+
+def test_check_writable_names_what_blocks_the_write(tmp_path, monkeypatch):
+    check_writable(tmp_path / "a" / "b" / "out.json")
+    assert (tmp_path / "a" / "b").is_dir() and _listing(tmp_path / "a" / "b") == []  # the probe is gone
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"^--out '.*file/sub/out\.json' cannot be written: '.*file' is a file"):
+        check_writable(tmp_path / "file" / "sub" / "out.json", what="--out")
+    with pytest.raises(InputError, match=r"^--out '.*a' is a folder"):
+        check_writable(tmp_path / "a", what="--out")
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(ProtocolError, match=r"^report '.*x\.html' cannot be written: Read-only file system \(folder "):
+        check_writable(tmp_path / "x.html", what="report", error=ProtocolError)
 
 
 # ---- JSON-ready values -----------------------------------------------------------------------------------

@@ -205,3 +205,23 @@ def test_pickle_weights_and_unknown_architectures_are_refused(tiny_judge_path, t
 def test_plain_engine_rejects_bad_batch_size():
     with pytest.raises(InputError, match="batch_size must be >= 1"):
         PlainEngine(batch_size=0)
+
+
+@pytest.mark.parametrize("gpus, device, message", [
+    (0, "tpu:0", "device='tpu:0' is not a device torch knows; expected 'cpu', 'cuda'"),
+    (0, "meta", "device='meta' is not a device a judge runs on"),
+    (0, "cuda", "device='cuda': this machine has no cuda device available to torch"),
+    (1, "cuda:1", r"device='cuda:1': only 1 cuda device\(s\) here \(indices 0..0\)"),
+])
+def test_unavailable_device_is_refused_before_loading(tiny_judge_path, monkeypatch, gpus, device, message):
+    import evalalign_metric.judge.loading as loading
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+    def load_nothing(*args, **kwargs):
+        raise AssertionError("the checkpoint was opened before the device was checked")
+
+    monkeypatch.setattr(loading, "resolve_reference", load_nothing)
+    with pytest.raises(InputError, match=message):
+        load_judge(tiny_judge_path, device=device, cache=False)

@@ -118,6 +118,8 @@ def test_judges_command_lists_registered_and_embedded_judges(capsys):
     names = [r["name"] for r in rows]
     assert names[:2] == ["evalalign-13b", "evalalign-34b"] and "embedded (judge)" in names
     by_name = {r["name"]: r for r in rows}
+    unknown = [r for r in rows if r["memory_bytes"] is None]  # registered judges without shipped figures
+    assert all(r["name"] not in ("evalalign-13b", "evalalign-34b") and "--model" in r["note"] for r in unknown)
     shape = shape_from_registry("evalalign-13b")
     assert by_name["evalalign-13b"]["weights_bytes"] == 2 * shape.parameters
     assert by_name["evalalign-13b"]["memory_bytes"]["4bit"]["4"] == estimate_memory(

@@ -181,3 +181,56 @@ def test_edited_elements_file_overrides_official_elements(tiny_judge_path, rando
     # The edited prompt asked only Color; the second prompt (not in the file) kept its official questions.
     assert sum(v for k, v in asked.items() if k.startswith("alignment/")) == 1 + len(OFFICIAL[1]["question_info"])
     assert official_asked > 1
+
+
+def test_merge_state_adds_up_metrics_of_one_judge(tiny_judge_path, random_uint8_images):
+    prompts = [e["prompt"] for e in OFFICIAL] + ["a cat"]
+    whole = EvalAlignScore(model=tiny_judge_path)
+    whole.update(random_uint8_images, prompts)
+    first, second = EvalAlignScore(model=tiny_judge_path), EvalAlignScore(model=tiny_judge_path, batch_size=2)
+    first.update(random_uint8_images[:2], prompts[:2])
+    second.update(random_uint8_images[2:], prompts[2:])
+    first.merge_state(second)
+    _assert_same(first.compute(), whole.compute())
+
+
+def test_merge_state_refuses_other_judges_protocols_and_scoring(tiny_judge_factory, tiny_judge_path,
+                                                                random_uint8_images):
+    other_path = tiny_judge_factory(tokenizer="llama", architecture="llava", seed=1)
+    mine = EvalAlignScore(model=tiny_judge_path)
+    mine.update(random_uint8_images[:1], ["a cat"])
+    before = mine.metric_state
+    other = EvalAlignScore(model=other_path)
+    other.update(random_uint8_images[1:2], ["a dog"])
+    with pytest.raises(InputError, match=f"different judges: model='{tiny_judge_path}'.* and model='{other_path}'"):
+        mine.merge_state(other)
+    imatch = EvalAlignScore(model=tiny_judge_path, protocol="imatch")
+    with pytest.raises(InputError, match="different protocols: 'evalalign' .* and 'imatch'"):
+        mine.merge_state(imatch)
+    with pytest.raises(InputError, match="different scoring modes: 'argmax' and 'expectation'"):
+        mine.merge_state(EvalAlignScore(model=tiny_judge_path, scoring="expectation"))
+    for key, value in mine.metric_state.items():  # nothing was added before refusing
+        assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_batch_size_is_checked_whatever_the_judge_source(tiny_judge_path, batch_size):
+    judge = load_judge(tiny_judge_path)
+    with pytest.raises(InputError, match=f"batch_size={batch_size!r}; expected a whole number >= 1"):
+        EvalAlignScore(judge=judge, batch_size=batch_size)
+    with pytest.raises(InputError, match=f"batch_size={batch_size!r}"):
+        EvalAlignScore(model=tiny_judge_path, batch_size=batch_size)
+
+
+def test_truncated_lazy_png_is_reported_with_its_index(metric, tmp_path):
+    import io
+
+    noise = torch.randint(0, 256, (24, 24, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    buffer = io.BytesIO()
+    Image.fromarray(noise.numpy()).save(buffer, format="PNG")
+    (tmp_path / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "whole.png").write_bytes(buffer.getvalue())
+    whole, cut = Image.open(tmp_path / "whole.png"), Image.open(tmp_path / "cut.png")  # lazily: not decoded yet
+    with pytest.raises(InputError, match=r"images\[1\] \(.*cut\.png\) could not be decoded: image file is truncated"):
+        metric.update([whole, cut], ["a cat", "a dog"])
+    assert int(metric.num_images) == 0

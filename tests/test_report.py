@@ -206,3 +206,52 @@ def test_missing_matplotlib_names_the_plot_extra(tmp_path, monkeypatch):
     with pytest.raises(MissingExtraError, match=r"evalalign-metric\[plot\]"):
         write_report(board, tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def imatch_run(name: str, seed: int, n: int = 30) -> RunData:
+    """Random iMatch answers: overall on the 15 levels (1-5), element matches 0/1, one to three per image."""
+    protocol = load_protocol("imatch")
+    rng = np.random.default_rng(seed)
+    levels = np.array([o.score for o in protocol.aspects[0].options])
+    per_image = rng.integers(1, 4, n)
+    sums = np.stack([rng.choice(levels, n), rng.binomial(per_image, 0.6)], axis=1).astype(float)
+    counts = np.stack([np.ones(n), per_image], axis=1).astype(float)
+    header = {"model": {"reference": "/judges/" + "very-long-folder-name/" * 6 + "judge-imatch", "fingerprint": "f"}}
+    return RunData(name, protocol, "expectation", header, [f"{i}.png" for i in range(n)], sums, counts,
+                   np.zeros(n, bool))
+
+
+def test_each_protocol_report_explains_its_own_scales(tmp_path):
+    imatch = build_leaderboard([imatch_run("a", 1), imatch_run("b", 2)], n_resamples=50)
+    page = write_report(imatch, tmp_path / "imatch")["html"].read_text()
+    title = re.search(r"<h1>(.*)</h1>", page).group(1)
+    assert "imatch 1.0" in title and "EvalAlign" not in title
+    read = page.split("<h2>How to read it</h2>", 1)[1]
+    assert "15 levels A (worst) to O (best), scored 1 to 5" in read and "Yes = 1, No = 0" in read
+    assert "once per element" in read and "expected option score" in read
+    for foreign in ("0-4", "0 (worst) to 4", "0-2", "-1 =", "faithfulness", "alignment"):
+        assert foreign not in read, foreign
+    evalalign = build_leaderboard([synthetic_run("m", 5)], n_resamples=50)
+    page = write_report(evalalign, tmp_path / "evalalign", plot=False)["html"].read_text()
+    read = page.split("<h2>How to read it</h2>", 1)[1]
+    assert "evalalign 1.0" in re.search(r"<h1>(.*)</h1>", page).group(1)
+    assert "faithfulness (body, Hand, face, object, common): 0 (worst) to 4 (best)" in read
+    assert "-1 = not applicable (body, Hand, face)" in read and "alignment" in read and "0 (worst) to 2" in read
+    assert "most likely" in read and "imatch" not in read and "Yes" not in read
+
+
+def test_imatch_png_draws_each_bar_once_under_a_title_that_fits():
+    board = build_leaderboard([imatch_run("a", 1), imatch_run("b", 2)], n_resamples=50)
+    fig = leaderboard_figure(board)
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    # One-aspect dimensions (imatch/overall, element/match) get no second "(all aspects)" group of the same bars.
+    ticks = [[t.get_text() for t in ax.get_xticklabels() if t.get_text()] for ax in fig.axes]
+    assert ticks == [["imatch/overall"], ["element/match"], ["overall"]]
+    assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]
+    heights = sorted(round(p.get_height() + p.get_y(), 9) for p in fig.axes[1].patches)
+    assert heights == sorted(round(r.values["element/match"].value, 9) for r in board.rows)
+    title = fig.get_suptitle()
+    assert "imatch 1.0" in title and "EvalAlign" not in title
+    box, page = fig._suptitle.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1  # not clipped at either edge

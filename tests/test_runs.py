@@ -224,6 +224,162 @@ def test_scan_lists_every_file_once(tmp_path):
     assert scan.num_files == 5
 
 
+def _prompts_file(path: Path, ids) -> Path:
+    path.write_text("".join(json.dumps({"prompt_id": i, "prompt": f"a photo number {i}"}) + "\n" for i in ids))
+    return path
+
+
+def test_two_images_of_one_prompt_id_are_refused_naming_both(tmp_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p1"])
+    Image.new("RGB", (32, 32), "blue").save(folder / "p0.jpg")
+    prompts = load_prompts(_prompts_file(tmp_path / "prompts.jsonl", ["p0", "p1"]), load_protocol("evalalign"))
+    with pytest.raises(InputError, match=r"images 'p0\.jpg' and 'p0\.png' in .* both match prompt_id 'p0'"):
+        scan_folder(folder, prompts)
+    Image.new("RGB", (32, 32), "blue").save(folder / "x9.jpg")  # a clash without a prompt is only unmatched
+    (folder / "p0.jpg").unlink()
+    make_folder(tmp_path / "other", ["x9"])
+    os.replace(tmp_path / "other" / "x9.png", folder / "x9.png")
+    assert sorted(scan_folder(folder, prompts).without_prompt) == ["x9.jpg", "x9.png"]
+
+
+def test_scan_lists_images_in_subfolders_and_prompts_without_an_image(tmp_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p2"])
+    make_folder(folder / "old", ["p1", "p3"])
+    make_folder(folder / "deep" / "er", ["p4"])
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.txt").write_text("no image here")
+    make_folder(folder / ".hidden", ["p5"])
+    protocol = load_protocol("evalalign")
+    scan = scan_folder(folder, load_prompts(_prompts_file(tmp_path / "p.jsonl", ["p0", "p1", "p2", "p3", "p9"]),
+                                            protocol))
+    assert scan.ignored_subfolders == [{"folder": "deep", "images": 1}, {"folder": "old", "images": 2}]
+    assert scan.prompts_without_image == ["p1", "p3", "p9"] and scan.num_prompts == 5
+    # the official sets: only the sets the folder's images belong to are expected
+    official = scan_folder(make_folder(tmp_path / "official", ALIGN_ONLY[:3]), load_prompts("official", protocol))
+    assert official.num_prompts == len(ALIGN_IDS)
+    assert official.prompts_without_image == sorted(set(ALIGN_IDS) - set(ALIGN_ONLY[:3]), key=int)
+    # a manifest may point into subfolders: only the images it does not list are counted
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"image": "old/p1.png", "prompt": "a photo"}) + "\n")
+    listed = scan_folder(folder, load_prompts(manifest, protocol))
+    assert listed.ignored_subfolders == [{"folder": "deep", "images": 1}, {"folder": "old", "images": 1}]
+    assert listed.prompts_without_image == []
+
+
+def test_a_run_says_what_it_did_not_score_in_the_summary_and_in_notes(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", ["p0", "p2"])
+    make_folder(folder / "old", ["p1"])
+    prompts = _prompts_file(tmp_path / "p.jsonl", ["p0", "p1", "p2"])
+    notes = []
+    run = score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, notify=notes.append)
+    assert run.data["ignored_subfolders"] == [{"folder": "old", "images": 1}]
+    assert run.data["prompts_without_image"] == ["p1"]
+    assert run.num_skipped == 0 and run.already_scored == 0  # neither is a skipped file
+    assert notes == [
+        f"1 image(s) in subfolders of {str(folder)!r} are not scored (only the folder's top level is): 'old' (1)",
+        f"1 of the 3 prompt(s) of --prompts {prompts} have no image in {str(folder)!r} (e.g. 'p1')",
+    ]
+    notes.clear()
+    make_folder(tmp_path / "more", ["p1"])
+    os.replace(tmp_path / "more" / "p1.png", folder / "p1.png")
+    again = score_folder(folder, prompts=prompts, model=tiny_judge_path, progress=False, notify=notes.append)
+    assert again.already_scored == 2 and again.data["prompts_without_image"] == []
+    assert notes[0] == (f"resuming {str(run.results_path)!r}: 2 of the 3 image(s) were already scored by an "
+                        "earlier run; 1 left to score")
+
+
+_HOLD_LOCK = (
+    "import sys, time\n"
+    "from evalalign_metric.runs.lock import RunLock\n"
+    "lock = RunLock(sys.argv[1]); lock.acquire()\n"
+    "print('locked', flush=True); time.sleep(600)\n"
+)
+
+
+def test_a_second_run_on_the_same_out_stops_at_once_naming_the_holder(tmp_path, tiny_judge_path, monkeypatch):
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:2])
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(evalalign_metric.__file__).parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        import evalalign_metric.judge as judge_module
+
+        monkeypatch.setattr(judge_module, "load_judge", lambda *a, **k: pytest.fail("the second run started"))
+        with pytest.raises(InputError) as caught:
+            score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+        message = str(caught.value)
+        assert f"results file {str(out)!r} is being written by another run" in message
+        assert f"pid {holder.pid} on host {socket.gethostname()!r}" in message
+        assert not out.exists()
+        monkeypatch.undo()
+    finally:
+        holder.kill()  # SIGKILL: the holder cannot release anything itself
+        holder.wait(timeout=60)
+    # a killed holder leaves its lock file, but not its lock: the next run goes ahead at once
+    assert (tmp_path / ".r.jsonl.lock").exists()
+    run = score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert run.data["counts"]["images_scored"] == 2
+
+
+def test_a_temporary_left_by_a_killed_summary_write_is_removed(tmp_path, tiny_judge_path):
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:1])
+    run = score_folder(folder, model=tiny_judge_path, progress=False)
+    stale = run.summary_path.with_name(f".{run.summary_path.name}.0123456789ab.tmp")
+    stale.write_text('{"summary_version": 1, "res')  # what a SIGKILL inside write_atomic leaves
+    other = run.summary_path.with_name(".keep.me.0123456789ab.tmp")
+    other.write_text("not ours")
+    again = score_folder(folder, model=tiny_judge_path, progress=False)
+    assert not stale.exists() and other.exists()
+    assert again.data == run.data
+
+
+def test_a_full_disk_stops_the_run_in_one_error_and_the_rerun_ends_byte_identical(
+    tmp_path, tiny_judge_path, monkeypatch
+):
+    import errno
+
+    import evalalign_metric.runs.job as job
+
+    folder = make_folder(tmp_path / "imgs", ALIGN_ONLY[:4])
+    reference = score_folder(folder, model=tiny_judge_path, out=tmp_path / "ref.jsonl", progress=False)
+    out = tmp_path / "r.jsonl"
+    real = ResultsWriter._write
+    calls = []
+
+    def fills_up(self, data):
+        calls.append(len(data))
+        if len(calls) == 4:  # the header, two images, then half of the third image's lines fit
+            self._handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, data)
+
+    monkeypatch.setattr(ResultsWriter, "_write", fills_up)
+    with pytest.raises(InputError) as caught:
+        score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert str(caught.value) == (
+        f"cannot write {str(out)!r}: No space left on device; 2 image(s) are safely written: make room (or fix "
+        "the cause) and rerun the same command to continue"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    monkeypatch.undo()
+    assert complete_images(out) == 2
+    score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    assert out.read_bytes() == reference.results_path.read_bytes()
+    # full again when the summary is written: one error, the results stay whole, the rerun completes it
+    summary = out.with_name("r.summary.json")
+    summary.unlink()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(job, "write_summary", full)
+    with pytest.raises(InputError, match=r"cannot write '.*r\.summary\.json': No space left on device; 4 image"):
+        score_folder(folder, model=tiny_judge_path, out=out, progress=False)
+    monkeypatch.undo()
+    assert score_folder(folder, model=tiny_judge_path, out=out, progress=False).data["counts"]["images_scored"] == 4
+
+
 # --- results file ---------------------------------------------------------------------------------------
 
 

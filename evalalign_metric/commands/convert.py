@@ -37,6 +37,22 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_repo_id(text: str, path) -> None:
+    """Raise a clear error when SRC, not a folder here, cannot be a Hub repo id either (``./nosuch``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from evalalign_metric.errors import InputError
+
+    if path.exists():
+        raise InputError(f"SRC {text!r} is a file; expected the folder of an original LLaVA checkpoint or a Hub "
+                         "repo id ('org/name')")
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise InputError(f"SRC {text!r}: no such folder (expected the folder of an original LLaVA checkpoint, "
+                         "or a Hub repo id 'org/name')") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -44,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     from evalalign_metric.convert import convert_llava_checkpoint
 
-    src = Path(args.src)
+    src = Path(args.src).expanduser()
     tower_resolver = None
     if not src.is_dir():
         from evalalign_metric.hub import download_original, tower_downloader
+
+        _check_repo_id(args.src, src)
 
         src = download_original(args.src, revision=args.revision, allow_pickle=args.allow_pickle)
         tower_resolver = tower_downloader(allow_pickle=args.allow_pickle)

@@ -7,7 +7,9 @@ and ``report.png`` (EvalAlign's questions, the embedded judge ``assets/judge``) 
 and ``imatch/report.png`` (iMatch's overall 15-level match and per-element yes/no questions, the embedded
 iMatch judge ``assets/judge-imatch``). The embedded judges were trained on such scenes (their
 ``README.md``); they know nothing about photographs. Without them (a source tree where they were removed),
-the default judge is a tiny untrained one and the output says so.
+the default judge is a tiny untrained one and the output says so. Without a progress bar (stderr not a
+terminal, or ``--no-progress``), one line per stage on stderr says what the demo is doing and on how many
+images.
 
 Example:
     >>> import argparse
@@ -44,11 +46,31 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def stage_printer(progress: bool | None):
+    """``say(text)``: ``evalalign demo: text`` on stderr when no progress bar shows the demo at work (``progress``
+    ``False``, or ``None`` with stderr not a terminal, as tqdm decides); silent otherwise.
+
+    Example:
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+        ...     stage_printer(False)("drawing 20 images"); stage_printer(True)("hidden")
+        >>> err.getvalue()
+        'evalalign demo: drawing 20 images\\n'
+    """
+    shown = sys.stderr.isatty() if progress is None else progress
+
+    def say(text: str) -> None:
+        if not shown:
+            print(f"evalalign demo: {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
 def run(args: argparse.Namespace) -> int:
     from evalalign_metric.errors import InputError
     from evalalign_metric.report import build_leaderboard, format_leaderboard, load_run, write_report
     from evalalign_metric.runs import default_judge, score_folder
-    from evalalign_metric.runs.demo_set import PROMPTS_FILES, write_demo_images
+    from evalalign_metric.runs.demo_set import N_PROMPTS, PROMPTS_FILES, write_demo_images
     from evalalign_metric.runs.identity import model_fingerprint
 
     quiet_transformers()
@@ -63,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     untrained = any(not judge.trained for judge in judges.values())
     if untrained:
         print(f"evalalign demo: {DEMO_JUDGE_NOTE}", file=sys.stderr)
+    say = stage_printer(args.progress)
+    say(f"drawing {N_PROMPTS} scenes for each of 2 pretend text-to-image models into {out_dir / 'images'}")
     folders = write_demo_images(out_dir / "images")
     for protocol, judge in judges.items():
         tag = model_fingerprint(judge.path)[:10]  # a new judge starts new results files, not refusing the old
@@ -70,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         suffix = "" if protocol == "evalalign" else f"-{protocol}"
         runs, results = [], []
         for name, folder in folders.items():
+            named = judge.path.name if judge.trained else "the untrained demo judge"
+            say(f"{PROTOCOL_TITLES[protocol]} protocol: scoring {name}'s {N_PROMPTS} images (judge: {named})")
             result = score_folder(
                 folder,
                 prompts=out_dir / "images" / PROMPTS_FILES[protocol],
@@ -81,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
             )
             runs.append(load_run(result.results_path, name, keys=result.scored_images))
             results.append(str(result.results_path))
+        say(f"{PROTOCOL_TITLES[protocol]} protocol: leaderboard of {len(runs)} models over "
+            f"{sum(r.num_images for r in runs)} images ({args.n_resamples} bootstrap resamples), report into "
+            f"{report_dir}")
         board = build_leaderboard(
             runs, n_resamples=args.n_resamples, seed=0, demo_judge=not judge.trained, results=results
         )
         paths = write_report(board, report_dir)
-        named = judge.path.name if judge.trained else "the untrained demo judge"
         print(f"{PROTOCOL_TITLES[protocol]} protocol (judge: {named})\n{format_leaderboard(board)}")
         print(f"report: {paths['html']}\nchart:  {paths['png']}\n")
     print(f"images: {out_dir / 'images'}")

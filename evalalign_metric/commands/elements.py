@@ -74,12 +74,25 @@ def _extractor(args: argparse.Namespace):
     return CachedExtractor(extractor, cache=args.cache_dir)
 
 
+def _save(path: str, entries) -> None:
+    """``save_elements_file`` with a full disk or a lost permission as a one-line error."""
+    from evalalign_metric.errors import InputError
+    from evalalign_metric.extraction import save_elements_file
+
+    try:
+        save_elements_file(path, entries)
+    except OSError as exc:
+        raise InputError(f"--out {path!r} cannot be written: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from evalalign_metric.errors import InputError
-    from evalalign_metric.extraction import extract_entries, read_prompts_file, save_elements_file
+    from evalalign_metric.extraction import extract_entries, read_prompts_file
+    from evalalign_metric.fileio import check_writable, write_atomic
     from evalalign_metric.official import official_elements
 
     prompts = read_prompts_file(args.prompts_file)
+    check_writable(args.out, what="--out")  # before any extraction, which can take long
     if args.method == "parser":
         if args.model:
             raise InputError(f"--model {args.model!r} is for --method lm; the parser (the default method) uses "
@@ -105,15 +118,17 @@ def run(args: argparse.Namespace) -> int:
 
     entries = extract_entries(prompts, extractor, use_official=not args.no_official, on_entry=progress,
                               on_error=skip if args.skip_failed else None)
-    save_elements_file(args.out, entries)
+    _save(args.out, entries)
     official = sum(e["source"] == "official" for e in entries)
     cached = getattr(extractor, "hits", 0)
     print(f"wrote {len(entries)} prompts to {args.out}: {official} official, "
           f"{len(entries) - official} extracted ({cached} from the cache)")
     if failed:
         failed_path = f"{args.out}.failed.json"
-        with open(failed_path, "w", encoding="utf-8") as handle:
-            json.dump(failed, handle, ensure_ascii=False, indent=2)
+        try:
+            write_atomic(failed_path, json.dumps(failed, ensure_ascii=False, indent=2))
+        except OSError as exc:
+            raise InputError(f"{failed_path!r} cannot be written: {exc.strerror or exc}") from None
         print(f"{len(failed)} prompts failed extraction and are not in {args.out}: see {failed_path}",
               file=sys.stderr)
         return 2
@@ -122,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_parser(args: argparse.Namespace, prompts) -> int:
     """``--method parser``: official elements where they exist, the parser's for the rest."""
-    from evalalign_metric.extraction import extract_entries, save_elements_file
+    from evalalign_metric.extraction import extract_entries
     from evalalign_metric.extraction.parser import ParserElementExtractor
 
     extractor = ParserElementExtractor()
@@ -142,7 +157,7 @@ def _run_parser(args: argparse.Namespace, prompts) -> int:
 
     entries = extract_entries(prompts, parse, use_official=not args.no_official, on_entry=progress,
                               source="parsed")
-    save_elements_file(args.out, entries)
+    _save(args.out, entries)
     official = sum(e["source"] == "official" for e in entries)
     print(f"wrote {len(entries)} prompts to {args.out}: {official} official, {len(entries) - official} parsed")
     return 0

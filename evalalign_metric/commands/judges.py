@@ -61,9 +61,19 @@ def describe(name: str, reference: str, batch_sizes: list[int], device: str) -> 
     """One judge's row: source, parameters, weights' size, and estimates per precision and batch size."""
     from evalalign_metric.errors import JudgeLoadError
     from evalalign_metric.hub.registry import judge_spec
-    from evalalign_metric.judge.memory import estimate_memory, shape_from_folder, shape_from_registry, weights_on_disk
+    from evalalign_metric.judge.memory import (
+        estimate_memory,
+        shape_from_folder,
+        shape_from_registry,
+        shipped_shapes,
+        weights_on_disk,
+    )
 
     spec = judge_spec(reference)
+    if spec is not None and reference not in shipped_shapes():
+        return {"name": name, "source": f"{spec.repo_id}@{spec.revision}", "parameters": None,
+                "memory_bytes": None, "note": "no figures ship for this judge: download it and pass its folder "
+                                              "to --model (LLaVA-style judges)"}
     if spec is not None:
         shape = shape_from_registry(reference)
         source, weight_bytes = f"{spec.repo_id}@{spec.revision}", weights_on_disk(shape)
@@ -92,6 +102,9 @@ def format_table(rows: list[dict], batch_sizes: list[int], device: str) -> str:
     lines = []
     for row in rows:
         lines.append(f"{row['name']}  ({row['source']})")
+        if row["memory_bytes"] is None:
+            lines += [f"  {row['note']}", ""]
+            continue
         count = f"{row['parameters'] / 1e9:.2f} B" if row["parameters"] >= 1e9 else f"{row['parameters'] / 1e6:.2f} M"
         lines.append(f"  {count} parameters; weights {_size(row['weights_bytes'])} "
                      f"({row['checkpoint_dtype']}); {row['image_tokens']} image tokens")

@@ -1,7 +1,9 @@
 """``evalalign rank DIR_A DIR_B ...``: rank text-to-image models by their generated images.
 
 Each folder is scored as ``evalalign score`` would (into ``DIR/evalalign/results.jsonl``, reusing and
-continuing what is already there); a results ``.jsonl`` file can be given instead of a folder. Prints the
+continuing what is already there); a results ``.jsonl`` file can be given instead of a folder. Models are
+ranked on the prompts all of them were scored on: images of other prompts are left out, with a warning
+saying how many per model (models sharing no prompt are refused). Prints the
 leaderboard (overall, faithfulness, alignment and every aspect, with bootstrap 95% intervals over images)
 and writes ``report.html``, ``report.png`` and ``leaderboard.json`` into ``--out-dir``.
 
@@ -90,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if outcome.board is not None:
         if outcome.board.demo_judge:
             print(f"evalalign: {DEMO_JUDGE_NOTE}", file=sys.stderr)
+        left_out = outcome.comparison.message()
+        if left_out:
+            print(f"evalalign rank: warning: {left_out}", file=sys.stderr)
         if args.format == "json":
             print(
                 json.dumps(
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             print(format_leaderboard(outcome.board))
+            print(f"compared on the {len(outcome.comparison.compared)} prompt(s) every model was scored on "
+                  "(listed in leaderboard.json and report.html)")
             print("\nreport: " + ", ".join(str(p) for p in outcome.paths.values()))
     check_skipped(outcome.summaries.values(), args.allow_skipped, "rank")
     return 0

@@ -2,9 +2,12 @@
 
 Writes ``results.jsonl`` (one line per image and question, written as each image is scored) and
 ``results.summary.json`` (the aggregates, and every file that was not scored, with the reason). Rerunning
-the same command continues where a previous run stopped (after a crash, Ctrl-C or SIGKILL), rescoring
-nothing already written. Files that could not be scored make the command exit with status 2 after writing
-its outputs, unless ``--allow-skipped`` is given.
+the same command continues where a previous run stopped (after a crash, Ctrl-C, SIGKILL or a full disk),
+rescoring nothing already written, and says how many images were already scored. Files that could not be
+scored make the command exit with status 2 after writing its outputs, unless ``--allow-skipped`` is given.
+Images in subfolders (not searched) and prompts without an image are named in a note on stderr and listed
+in the summary; two images of one prompt id (``p0.png`` and ``p0.jpg``) are refused. One run at a time
+writes a results file: a second run on the same ``--out`` stops at once, naming the first one's pid and host.
 
 Elements: official prompts bring their official elements, prompts-file entries their own; an entry with
 neither gets the offline parser's (``--no-parse-elements``: faithfulness questions only), except prompts of
@@ -107,9 +110,20 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress_options(parser)
 
 
+def note(command: str):
+    """A ``notify`` callback for :func:`~evalalign_metric.runs.score_folder`: ``evalalign CMD: note: ...`` on
+    stderr."""
+
+    def show(line: str) -> None:
+        print(f"evalalign {command}: note: {line}", file=sys.stderr, flush=True)
+
+    return show
+
+
 def score_kwargs(args: argparse.Namespace) -> dict:
     """:func:`~evalalign_metric.runs.score_folder` keyword arguments from parsed options."""
     return {
+        "notify": note(getattr(args, "command", None) or "score"),
         "prompts": args.prompts,
         "protocol": args.protocol,
         "model": args.model,

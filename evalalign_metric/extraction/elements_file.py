@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.errors import ElementsParseError, ExtractionError
 from evalalign_metric.extraction.result_info import validate_result_info
-from evalalign_metric.fileio import read_json, write_atomic
+from evalalign_metric.fileio import read_json, read_text, write_atomic
 
 ENTRY_KEYS = frozenset({"prompt_id", "prompt", "result_info", "source", "question_info"})
 
@@ -128,7 +128,7 @@ def read_prompts_file(path: str | os.PathLike) -> list[tuple[str | None, str]]:
         if not path.is_file():
             raise InputError(f"prompts file {str(path)!r} does not exist")
         items = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, what="prompts file").splitlines(), start=1):
             if not line.strip():
                 continue
             if suffix == ".txt":

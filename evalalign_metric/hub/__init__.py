@@ -2,8 +2,8 @@
 
 Example:
     >>> from evalalign_metric.hub import available_judges
-    >>> available_judges()
-    ['evalalign-13b', 'evalalign-34b']
+    >>> available_judges()[:2], "qwen2.5-vl-7b-instruct" in available_judges()
+    (['evalalign-13b', 'evalalign-34b'], True)
 """
 
 from evalalign_metric.hub.adapter import is_adapter_dir, merge_adapter

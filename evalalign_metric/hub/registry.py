@@ -70,3 +70,11 @@ register_judge(JudgeSpec(
     commit_prefix="eb12541", disk_gb=140, gpu_gb=72,
     description="EvalAlign v1.0, LLaVA-1.6 on Yi-34B (original LLaVA format)",
 ))
+
+# Zero-shot instruct judges (judge families, docs/judges.md): asked through their own chat templates, no
+# fine-tuning, and no agreement claim. ``main`` is pinned as given; pass ``revision=`` to pin a commit.
+for _name, _repo in (("qwen2.5-vl-7b-instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+                     ("qwen3-vl-8b-instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+                     ("smolvlm-instruct", "HuggingFaceTB/SmolVLM-Instruct")):
+    register_judge(JudgeSpec(name=_name, repo_id=_repo, revision="main", chat_format="chat_template",
+                             description="zero-shot instruct judge (its own chat template; no agreement claim)"))

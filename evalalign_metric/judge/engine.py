@@ -2,7 +2,10 @@
 
 :class:`PlainEngine` runs one teacher-forced forward per (image, question) row, packing up to
 ``batch_size`` rows into one right-padded batch; it is the reference that faster engines (a shared
-image prefix, see the fast-engine issue) must match. An engine only needs ``run(model, items)``.
+image prefix, :mod:`~evalalign_metric.judge.prefix_engine`) must match. An engine only needs
+``run(model, items, *, image_token_id, pad_token_id, family=None)``; the family (default: the registered
+family of the model's ``model_type``) supplies the extra inputs a forward needs (Qwen's
+``mm_token_type_ids``) and how pixel inputs of several images batch.
 
 Example:
     >>> import torch
@@ -18,18 +21,29 @@ from typing import Protocol as TypingProtocol, Sequence
 import torch
 
 from evalalign_metric.errors import InputError
-from evalalign_metric.judge.backends import collate_pixels
+from evalalign_metric.judge.families import JudgeFamily, family_for_model
 from evalalign_metric.judge.options import EncodedQuestion
 from evalalign_metric.judge.placement import input_device
 
 
 @dataclass
 class ImageWork:
-    """One image's inputs and the questions asked of it."""
+    """One image's inputs and the questions asked of it.
+
+    ``prompts[q]`` are question ``q``'s full prompt ids as the family made them (the processor's text for
+    the image in place); when absent, each question's single image token is repeated ``n_image_tokens``
+    times (the LLaVA layout).
+    """
 
     pixels: dict[str, torch.Tensor]
     n_image_tokens: int
     questions: list[EncodedQuestion]
+    prompts: list[list[int]] | None = None
+
+    def prompt(self, q: int, image_token_id: int) -> list[int]:
+        if self.prompts is not None:
+            return list(self.prompts[q])
+        return expand_image_tokens(self.questions[q].prompt_ids, image_token_id, self.n_image_tokens)
 
 
 @dataclass
@@ -42,8 +56,8 @@ class _Row:
 
 
 class Engine(TypingProtocol):
-    def run(self, model, items: Sequence[ImageWork], *, image_token_id: int, pad_token_id: int
-            ) -> list[list[torch.Tensor]]:
+    def run(self, model, items: Sequence[ImageWork], *, image_token_id: int, pad_token_id: int,
+            family: JudgeFamily | None = None) -> list[list[torch.Tensor]]:
         """For each item and each of its questions, a float32 CPU tensor of the options' log-probabilities."""
 
 
@@ -72,13 +86,14 @@ class PlainEngine:
         rows = []
         for i, item in enumerate(items):
             for q, question in enumerate(item.questions):
-                prompt = expand_image_tokens(question.prompt_ids, image_token_id, item.n_image_tokens)
+                prompt = item.prompt(q, image_token_id)
                 for prefix, options in question.rows():
                     rows.append(_Row(i, q, prompt + list(prefix), len(prompt) - 1, list(options)))
         return rows
 
     @torch.inference_mode()
-    def run(self, model, items, *, image_token_id, pad_token_id):
+    def run(self, model, items, *, image_token_id, pad_token_id, family=None):
+        family = family or family_for_model(model)
         results: list[list[torch.Tensor | None]] = [[None] * len(it.questions) for it in items]
         partial: dict[tuple[int, int], torch.Tensor] = {}
         rows = self._rows(items, image_token_id)
@@ -95,11 +110,12 @@ class PlainEngine:
                 attention[b, : len(r.ids)] = 1
                 last = len(r.ids) - 1
                 positions[b] = torch.clamp(torch.arange(r.read_start, r.read_start + n_read), max=last)
-            pixels = collate_pixels([items[r.item].pixels for r in chunk])
+            pixels = family.collate_pixels([items[r.item].pixels for r in chunk])
             pixels = {k: v.to(device=device, dtype=model.dtype if v.is_floating_point() else v.dtype)
                       for k, v in pixels.items()}
+            extra = {k: v.to(device) for k, v in family.row_inputs(input_ids, image_token_id).items()}
             out = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                        logits_to_keep=positions.to(device), **pixels)
+                        logits_to_keep=positions.to(device), **pixels, **extra)
             log_probs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
             for b, r in enumerate(chunk):
                 question = items[r.item].questions[r.question]

@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 
 from evalalign_metric.errors import InputError
-from evalalign_metric.images import mean_colour, pad_to_square
-from evalalign_metric.judge.backends import Backend
 from evalalign_metric.judge.chat import ChatFormat
+from evalalign_metric.judge.chat_template import TemplateChat
 from evalalign_metric.judge.engine import Engine, ImageWork, PlainEngine
+from evalalign_metric.judge.families import ImageInputs, JudgeFamily, family_for_model
 from evalalign_metric.judge.options import EncodedQuestion, encode_question
 from evalalign_metric.judge.placement import input_device, move
 
@@ -55,10 +55,12 @@ class OptionDistribution:
 
 
 class Judge:
-    """A loaded judge model with its processor, chat format and probability engine.
+    """A loaded judge model with its processor, family, chat format and probability engine.
 
     Build it with :func:`evalalign_metric.judge.load_judge`; construct directly to wrap objects you already
-    hold (a model being trained, for instance).
+    hold (a model being trained, for instance). ``family`` (alias ``backend``) defaults to the registered
+    family of the model's ``model_type``; ``pad_to_square`` to the family's image policy; ``image_options``
+    are the family's image settings (Qwen: ``min_pixels``, ``max_pixels``).
     """
 
     def __init__(
@@ -66,28 +68,38 @@ class Judge:
         model,
         processor,
         *,
-        backend: Backend,
-        chat_format: ChatFormat,
-        pad_to_square: bool = True,
+        chat_format: ChatFormat | TemplateChat,
+        family: JudgeFamily | None = None,
+        backend: JudgeFamily | None = None,
+        pad_to_square: bool | None = None,
         engine: Engine | None = None,
         min_image_size: int | None = None,
         identity: dict[str, Any] | None = None,
+        image_options: dict[str, Any] | None = None,
     ):
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.backend = backend
+        self.family = family or backend or family_for_model(model)
         self.chat_format = chat_format
-        self.pad_to_square = pad_to_square
+        self.pad_to_square = self.family.pad_to_square if pad_to_square is None else pad_to_square
+        self.image_options = self.family.check_image_options(dict(image_options or {}))
         self.engine = engine if engine is not None else PlainEngine()
         vision = getattr(model.config, "vision_config", None)
         self.min_image_size = min_image_size if min_image_size is not None else getattr(vision, "patch_size", 1)
         self.identity = dict(identity or {})
         self.identity.setdefault("chat_format", chat_format.name)
+        self.identity.setdefault("family", self.family.name)
         self._encoded: dict[tuple[str, tuple[str, ...]], EncodedQuestion] = {}
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids(backend.image_token)
+        self.image_token = self.family.image_token_text(processor)
+        self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    @property
+    def backend(self) -> JudgeFamily:
+        """The judge's family (its earlier name)."""
+        return self.family
 
     @property
     def device(self) -> torch.device:
@@ -106,7 +118,9 @@ class Judge:
 
     def prompt_text(self, question: str) -> str:
         """The full text the model reads for ``question`` (a protocol question starting with ``<image>``)."""
-        return self.chat_format.render(question.replace("<image>", self.backend.image_placeholder, 1))
+        if isinstance(self.chat_format, TemplateChat):
+            return self.chat_format.render(question)
+        return self.chat_format.render(question.replace("<image>", self.image_token, 1))
 
     def encode(self, question: str, labels: Sequence[str]) -> EncodedQuestion:
         """Tokenise a question and its options (cached per question text)."""
@@ -119,16 +133,26 @@ class Judge:
             )
         return self._encoded[key]
 
-    def prepare_image(self, image: Image.Image, index: int = 0) -> tuple[dict[str, torch.Tensor], int]:
-        """Pad to square with the processor's mean colour (as the reference does), then process."""
+    def image_inputs(self, image: Image.Image, index: int = 0) -> ImageInputs:
+        """The family's inputs for ``image`` after its image policy (LLaVA: padded to a square with the
+        processor's mean colour, as the reference does; Qwen: the aspect ratio kept, resized within
+        ``min_pixels``/``max_pixels``)."""
         if min(image.size) < self.min_image_size:
             raise InputError(
                 f"images[{index}] is {image.width}x{image.height}; the judge needs at least "
                 f"{self.min_image_size}x{self.min_image_size} pixels"
             )
-        if self.pad_to_square:
-            image = pad_to_square(image, mean_colour(getattr(self.processor.image_processor, "image_mean", None)))
-        return self.backend.encode_image(self.processor, image)
+        image = self.family.prepare_image(self.processor, image, pad=self.pad_to_square)
+        return self.family.encode_image(self.processor, image, **self.image_options)
+
+    def prepare_image(self, image: Image.Image, index: int = 0) -> tuple[dict[str, torch.Tensor], int]:
+        """``(pixel inputs, number of image tokens)`` for ``image`` (see :meth:`image_inputs`)."""
+        inputs = self.image_inputs(image, index)
+        return inputs.pixels, inputs.n_image_tokens
+
+    def prompt_ids(self, encoded: EncodedQuestion, image: ImageInputs) -> list[int]:
+        """The token ids of ``encoded``'s prompt with ``image``'s text in place of the image token."""
+        return self.family.prompt_ids(self.tokenizer, encoded.text, image, self.image_token)
 
     def answer(self, images: Sequence[Image.Image], questions: Sequence[Sequence[Question]]
                ) -> list[list[OptionDistribution]]:
@@ -137,9 +161,12 @@ class Judge:
             raise InputError(f"images ({len(images)}) and questions ({len(questions)}) must have the same length")
         items = []
         for i, (image, asked) in enumerate(zip(images, questions)):
-            pixels, n_tokens = self.prepare_image(image, i)
-            items.append(ImageWork(pixels, n_tokens, [self.encode(text, labels) for text, labels in asked]))
-        raw = self.engine.run(self.model, items, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id)
+            inputs = self.image_inputs(image, i)
+            encoded = [self.encode(text, labels) for text, labels in asked]
+            items.append(ImageWork(inputs.pixels, inputs.n_image_tokens, encoded,
+                                   prompts=[self.prompt_ids(q, inputs) for q in encoded]))
+        raw = self.engine.run(self.model, items, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id,
+                              family=self.family)
         return [
             [OptionDistribution(q.labels, lp) for q, lp in zip(item.questions, per_item)]
             for item, per_item in zip(items, raw)

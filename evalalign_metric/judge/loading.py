@@ -24,8 +24,10 @@ from typing import Any
 import torch
 
 from evalalign_metric.errors import JudgeLoadError
-from evalalign_metric.judge.backends import backend_for_model_type
-from evalalign_metric.judge.chat import detect_chat_format, get_chat_format, read_sidecar
+from evalalign_metric.judge.chat import read_sidecar
+from evalalign_metric.judge.chat_template import resolve_chat_format
+from evalalign_metric.judge.devices import check_device
+from evalalign_metric.judge.families import family_for_model_type
 from evalalign_metric.judge.judge import Judge
 from evalalign_metric.judge.prefix_engine import make_engine
 
@@ -85,13 +87,17 @@ def load_judge(
     device_map: str | dict | None = None,
     max_memory: dict | None = None,
     offload_folder: str | os.PathLike | None = None,
+    image_options: dict[str, Any] | None = None,
     **hub_kwargs: Any,
 ) -> Judge:
     """Load (or fetch from the per-process cache) the judge at ``model``.
 
     Args:
-        model: local checkpoint folder or model reference.
-        device: defaults to CUDA when available, else CPU.
+        model: local checkpoint folder or model reference; ``http://host:port`` is a judge served by
+            ``evalalign serve`` (a :class:`~evalalign_metric.serve.client.RemoteJudge`; the other options are
+            the server's).
+        device: defaults to CUDA when available, else CPU; one not available here is refused (``InputError``)
+            before anything is loaded.
         dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
         batch_size: rows (plain engine) or images (prefix engine) per forward.
@@ -103,15 +109,22 @@ def load_judge(
             (bitsandbytes on CUDA, torchao on CPU; :mod:`evalalign_metric.judge.quantization`).
         device_map, max_memory, offload_folder: shard the judge over GPUs or offload part of it to CPU/disk
             (accelerate; :mod:`evalalign_metric.judge.placement`); ``max_memory`` alone means ``"auto"``.
+        image_options: the family's image settings, e.g. ``{"min_pixels": 256 * 28 * 28, "max_pixels":
+            1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
-    device = torch.device(device) if device is not None else default_device()
+    if isinstance(model, str) and model.startswith(("http://", "https://")):  # served by `evalalign serve`
+        from evalalign_metric.serve.client import RemoteJudge
+
+        return RemoteJudge(model, **{k: v for k, v in hub_kwargs.items() if k == "token"})
+    device = check_device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
     placing = {"quantize": quantize, "device_map": device_map, "max_memory": max_memory,
                "offload_folder": None if offload_folder is None else os.fspath(offload_folder)}
     key = (os.fspath(model), str(device), str(torch_dtype), chat_format, batch_size, engine if named_engine else None,
-           tuple(sorted((k, str(v)) for k, v in {**hub_kwargs, **placing}.items() if v is not None)))
+           tuple(sorted((k, str(v)) for k, v in {**hub_kwargs, **placing}.items() if v is not None)),
+           tuple(sorted((k, str(v)) for k, v in (image_options or {}).items())))
     if cache and named_engine and key in _CACHE:
         return _CACHE[key]
     path = resolve_reference(model, **hub_kwargs)
@@ -122,7 +135,7 @@ def load_judge(
             raise JudgeLoadError(f"{path} is a LoRA adapter: quantize/device_map/max_memory apply to full judges "
                                  "only (merge the adapter into its base and save it, then load that folder)")
         judge = _load_adapter(path, device=device, dtype=torch_dtype, chat_format=chat_format, batch_size=batch_size,
-                              engine=engine, hub_kwargs=hub_kwargs)
+                              engine=engine, hub_kwargs=hub_kwargs, image_options=image_options)
         if cache and named_engine:
             _CACHE[key] = judge
         return judge
@@ -133,22 +146,20 @@ def load_judge(
         model_type = json.loads(config_file.read_text()).get("model_type")
     except json.JSONDecodeError as exc:
         raise JudgeLoadError(f"{config_file} is not valid JSON: {exc}") from exc
-    backend = backend_for_model_type(model_type)
+    family = family_for_model_type(model_type)
     if not any(path.glob("*.safetensors")):
         raise JudgeLoadError(
             f"{path} has no .safetensors weights; pickle weights (.bin/.pt) are not loaded because they can "
             "execute code (convert them with `evalalign convert`, or re-save with safetensors)"
         )
-    from transformers import AutoProcessor
-
     from evalalign_metric.judge.placement import from_pretrained_options
     from evalalign_metric.judge.quantization import own_unquantized_weights, quantization_backend
 
     placed = from_pretrained_options(device=device, dtype=torch_dtype, **placing)
     try:
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-        net = backend.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
-                                                   trust_remote_code=False, **placed)
+        processor = family.load_processor(path)
+        net = family.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
+                                                  trust_remote_code=False, **placed)
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a quantizer that cannot convert a layer
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
     if not placed:
@@ -156,10 +167,11 @@ def load_judge(
     elif quantize and "quantization_config" in placed and quantization_backend(device) == "torchao":
         own_unquantized_weights(net)
     sidecar = read_sidecar(path)
-    fmt = get_chat_format(chat_format) if chat_format else detect_chat_format(path, processor.tokenizer)
+    fmt = resolve_chat_format(path, processor.tokenizer, family=family, processor=processor, override=chat_format)
     judge = Judge(
-        net, processor, backend=backend, chat_format=fmt, pad_to_square=sidecar.get("pad_to_square", True),
-        engine=make_engine(engine, batch_size=batch_size) if named_engine else engine,
+        net, processor, family=family, chat_format=fmt,
+        pad_to_square=sidecar.get("pad_to_square", family.pad_to_square),
+        engine=make_engine(engine, batch_size=batch_size) if named_engine else engine, image_options=image_options,
         identity={"model": os.fspath(model), "revision": hub_kwargs.get("revision"), "model_type": model_type,
                   "protocol": sidecar.get("protocol"), "protocols": sidecar.get("protocols")},
     )
@@ -173,7 +185,8 @@ def clear_judge_cache() -> None:
     _CACHE.clear()
 
 
-def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None) -> Judge:
+def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine, hub_kwargs, base=None,
+                  image_options=None) -> Judge:
     """Base judge + LoRA adapter at ``path``, merged in memory (the judge then runs at the base model's speed)."""
     from evalalign_metric.errors import require_extra
     from evalalign_metric.fileio import read_json
@@ -188,16 +201,18 @@ def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine,
     if not os.path.isabs(base) and (path / base).is_dir():  # a base stored relative to the adapter
         base = os.fspath(path / base)
     base_judge = load_judge(base, device=device, dtype=dtype, cache=False, batch_size=batch_size, engine=engine,
-                            **hub_kwargs)
+                            image_options=image_options, **hub_kwargs)
     net = peft.PeftModel.from_pretrained(base_judge.model, os.fspath(path)).merge_and_unload()
     net.to(device)
     sidecar = read_sidecar(path)
-    if chat_format:
-        fmt = get_chat_format(chat_format)
+    if chat_format or sidecar:
+        fmt = resolve_chat_format(path, base_judge.tokenizer, family=base_judge.family, processor=base_judge.processor,
+                                  override=chat_format)
     else:
-        fmt = detect_chat_format(path, base_judge.tokenizer) if sidecar else base_judge.chat_format
-    return Judge(net, base_judge.processor, backend=base_judge.backend, chat_format=fmt,
+        fmt = base_judge.chat_format
+    return Judge(net, base_judge.processor, family=base_judge.family, chat_format=fmt,
                  pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
+                 image_options=base_judge.image_options,
                  engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
                  identity={**base_judge.identity, "model": os.fspath(path), "base": base,
                            "protocol": sidecar.get("protocol", base_judge.identity.get("protocol")),

@@ -100,10 +100,10 @@ def shape_from_config(config, *, image_tokens: int | None = None, checkpoint_dty
 
     ``image_tokens`` defaults to ``(image_size / patch_size)**2`` of the vision config.
     """
-    from evalalign_metric.judge.backends import backend_for_model_type
+    from evalalign_metric.judge.families import family_for_model_type
 
     with torch.device("meta"):
-        model = backend_for_model_type(config.model_type).load_class()(config)
+        model = family_for_model_type(config.model_type).load_class()(config)
     text, vision = config.text_config, config.vision_config
     linears = tuple((m.in_features, m.out_features) for name, m in model.named_modules()
                     if isinstance(m, torch.nn.Linear) and not name.startswith(KEEP_UNQUANTIZED))
@@ -123,6 +123,11 @@ def shape_from_config(config, *, image_tokens: int | None = None, checkpoint_dty
 
 def _shapes_data() -> dict[str, Any]:
     return json.loads(resources.files("evalalign_metric.judge").joinpath("data/judge_shapes.json").read_text())
+
+
+def shipped_shapes() -> list[str]:
+    """Registered judges whose figures ship with the package (:func:`shape_from_registry` knows them)."""
+    return sorted(k for k in _shapes_data() if not k.startswith("_"))
 
 
 @functools.lru_cache(maxsize=None)

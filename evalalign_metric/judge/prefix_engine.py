@@ -18,9 +18,13 @@ the prefix once and each suffix token once: the floor for teacher forcing. Image
 by :func:`evalalign_metric.judge.scheduler.pack_groups`. Option log-probabilities equal those of
 :class:`~evalalign_metric.judge.engine.PlainEngine` up to floating-point summation order.
 
-When the prefix cannot be shared (a backbone whose chat format puts the question before the image, an
-attention implementation that cannot take a custom 4-D mask, a sliding-window LM shorter than the work),
-the engine falls back to :class:`PlainEngine` and warns once.
+Positions are the family's (:class:`~evalalign_metric.judge.families.JudgeFamily`): LLaVA counts tokens;
+Qwen-VL's 3-D M-RoPE positions come from the model's own ``get_rope_index`` over the prefix, and suffix
+tokens continue at their index plus the prefix's rope delta on all three axes.
+
+When the prefix cannot be shared (a family that puts the question before the image, an attention
+implementation that cannot take a custom 4-D mask, a sliding-window LM shorter than the work), the engine
+falls back to :class:`PlainEngine` and warns once: it is never silently wrong.
 
 Example:
     >>> import tempfile
@@ -46,8 +50,8 @@ from typing import Sequence
 import torch
 
 from evalalign_metric.errors import InputError
-from evalalign_metric.judge.backends import BACKENDS, collate_pixels
-from evalalign_metric.judge.engine import ImageWork, PlainEngine, expand_image_tokens
+from evalalign_metric.judge.engine import ImageWork, PlainEngine
+from evalalign_metric.judge.families import FAMILIES, JudgeFamily, family_for_model
 from evalalign_metric.judge.scheduler import pack_groups
 from evalalign_metric.judge.placement import input_device
 from evalalign_metric.kv_cache import cache_keyword, returned_cache
@@ -143,10 +147,10 @@ def _piece(question, prompt: list[int], start: int) -> _Piece:
 def _layout(item: ImageWork, image_token_id: int) -> _Layout | None:
     """Split one image's questions into a shared prefix and pieces; None when the image tokens are not
     inside the shared prefix (the prefix cannot carry the image for every question)."""
-    prompts = [expand_image_tokens(q.prompt_ids, image_token_id, item.n_image_tokens) for q in item.questions]
+    prompts = [item.prompt(q, image_token_id) for q in range(len(item.questions))]
     length = shared_prefix_length(prompts)
     prefix = prompts[0][:length]
-    if prefix.count(image_token_id) != item.n_image_tokens:
+    if prefix.count(image_token_id) != prompts[0].count(image_token_id):
         return None
     return _Layout(prefix, [_piece(q, p, length) for q, p in zip(item.questions, prompts)])
 
@@ -227,11 +231,13 @@ class PrefixEngine:
             self._warned = True
 
     @staticmethod
-    def unsupported_reason(model) -> str | None:
-        """Why ``model`` cannot share prefixes at all (None when it can)."""
-        backend = BACKENDS.get(getattr(model.config, "model_type", None))
-        if backend is not None and not backend.image_first:
-            return f"the {backend.model_type!r} backend does not put the image before the question"
+    def unsupported_reason(model, family: JudgeFamily | None = None) -> str | None:
+        """Why ``model`` cannot share prefixes at all (None when it can): its registered family or ``family``
+        says so, or its attention cannot take a custom 4-D mask."""
+        for candidate in (FAMILIES.get(getattr(model.config, "model_type", None)), family):
+            reason = candidate.prefix_unsupported_reason(model) if candidate is not None else None
+            if reason:
+                return reason
         text = _text_config(model)
         impl = getattr(text, "_attn_implementation", None)
         impl = impl or getattr(model.config, "_attn_implementation", None)
@@ -240,12 +246,13 @@ class PrefixEngine:
         return None
 
     @torch.inference_mode()
-    def run(self, model, items: Sequence[ImageWork], *, image_token_id: int, pad_token_id: int
-            ) -> list[list[torch.Tensor]]:
+    def run(self, model, items: Sequence[ImageWork], *, image_token_id: int, pad_token_id: int,
+            family: JudgeFamily | None = None) -> list[list[torch.Tensor]]:
+        family = family or family_for_model(model)
         results: list[list[torch.Tensor]] = [[] for _ in items]
         stats = EngineStats()
         self.last_stats = stats
-        reason = self.unsupported_reason(model)
+        reason = self.unsupported_reason(model, family)
         layouts: dict[int, _Layout] = {}
         plain: list[int] = []
         for i, item in enumerate(items):
@@ -267,7 +274,7 @@ class PrefixEngine:
             self._warn(reason or "the questions of an image do not share a prefix holding the image")
             stats.fallback_images = len(plain)
             sub = self.fallback.run(model, [items[i] for i in plain], image_token_id=image_token_id,
-                                    pad_token_id=pad_token_id)
+                                    pad_token_id=pad_token_id, family=family)
             for i, values in zip(plain, sub):
                 results[i] = values
         order = list(layouts)
@@ -275,13 +282,13 @@ class PrefixEngine:
         for group in pack_groups(costs, batch_size=self.batch_size, token_budget=self.token_budget):
             indices = [order[g] for g in group]
             values = self._run_group(model, [items[i] for i in indices], [layouts[i] for i in indices],
-                                     pad_token_id, stats)
+                                     pad_token_id, stats, family, image_token_id)
             for i, v in zip(indices, values):
                 results[i] = v
         return results
 
     def _run_group(self, model, items: list[ImageWork], layouts: list[_Layout], pad_token_id: int,
-                   stats: EngineStats) -> list[list[torch.Tensor]]:
+                   stats: EngineStats, family: JudgeFamily, image_token_id: int) -> list[list[torch.Tensor]]:
         device, dtype = _model_device(model), model.dtype
         n = len(layouts)
         p_max = max(len(lay.prefix) for lay in layouts)
@@ -291,13 +298,14 @@ class PrefixEngine:
             prefix_ids[b, : len(lay.prefix)] = torch.tensor(lay.prefix)
             prefix_valid[b, : len(lay.prefix)] = True
             stats.floor_tokens += len(lay.prefix) + lay.suffix_tokens
-        pixels = collate_pixels([item.pixels for item in items])
+        pixels = family.collate_pixels([item.pixels for item in items])
         pixels = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
                   for k, v in pixels.items()}
+        prefill, offsets = family.prefill_inputs(model, prefix_ids.to(device), prefix_valid.to(device), pixels,
+                                                 image_token_id)
         cache = returned_cache(model(
-            input_ids=prefix_ids.to(device), attention_mask=prefix_valid.long().to(device),
-            position_ids=torch.arange(p_max)[None].expand(n, p_max).to(device), use_cache=True,
-            logits_to_keep=torch.zeros((n, 0), dtype=torch.long, device=device), **pixels,
+            input_ids=prefix_ids.to(device), attention_mask=prefix_valid.long().to(device), use_cache=True,
+            logits_to_keep=torch.zeros((n, 0), dtype=torch.long, device=device), **pixels, **prefill,
         ))
         stats.images += n
         stats.groups += 1
@@ -312,7 +320,8 @@ class PrefixEngine:
         for k in range(max(len(plan) for plan in plans)):
             rows = [_pack(lay, plan[k], slot) if k < len(plan) else _Chunk()
                     for lay, plan, slot in zip(layouts, plans, slots)]
-            log_probs, width = self._suffix_forward(model, cache, rows, prefix_valid, pad_token_id)
+            log_probs, width = self._suffix_forward(model, cache, rows, prefix_valid, pad_token_id,
+                                                    lambda p: family.suffix_positions(p, offsets))
             stats.lm_tokens += n * width
             for b, row in enumerate(rows):
                 if row.targets:
@@ -322,8 +331,8 @@ class PrefixEngine:
         return [[v.clone() for v in vals.cpu().split(s)] for vals, s in zip(values, sizes)]
 
     @staticmethod
-    def _suffix_forward(model, cache, rows: list[_Chunk], prefix_valid: torch.Tensor, pad_token_id: int
-                        ) -> tuple[torch.Tensor, int]:
+    def _suffix_forward(model, cache, rows: list[_Chunk], prefix_valid: torch.Tensor, pad_token_id: int,
+                        place) -> tuple[torch.Tensor, int]:
         """One forward of packed rows over the cached prefixes: log-probabilities at each row's reads."""
         device, dtype = _model_device(model), model.dtype
         n, p_max = prefix_valid.shape
@@ -352,7 +361,7 @@ class PrefixEngine:
         sees = torch.cat([prefix_valid[:, None, :].expand(n, width, p_max), sees], dim=2)
         mask = torch.zeros(sees.shape, dtype=dtype).masked_fill_(~sees, torch.finfo(dtype).min)[:, None]
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), use_cache=True, logits_to_keep=reads.to(device),
+                    position_ids=place(positions.to(device)), use_cache=True, logits_to_keep=reads.to(device),
                     **{cache_keyword(model): cache})
         return torch.log_softmax(out.logits.float(), dim=-1), width
 

@@ -20,6 +20,7 @@ import html
 import math
 from pathlib import Path
 
+from evalalign_metric.report.scales import describe_scales, protocol_title
 from evalalign_metric.report.text import format_value
 
 _STYLE = """
@@ -45,10 +46,29 @@ def _cell(est) -> str:
     return f"<td>{format_value(est.value)}{ci}</td>"
 
 
-def render_html(board, png_path: str | Path | None = None, *, title: str = "EvalAlign leaderboard") -> str:
-    """The report page for ``board``; embeds ``png_path`` if given."""
+def _prompts_note(prompts) -> list[str]:
+    """Which prompts the models were compared on (``rank``'s :class:`PromptComparison`), if known."""
+    if not prompts:
+        return []
+    esc = html.escape
+    compared = prompts["compared"]
+    left = {name: v for name, v in prompts["left_out"].items() if v["prompts"]}
+    text = f"Compared on the {len(compared)} prompt(s) every model was scored on"
+    if left:
+        text += "; left out (some other model lacks their prompts): " + "; ".join(
+            f"{esc(name)}: {v['images']} image(s) of {len(v['prompts'])} prompt(s)" for name, v in left.items()
+        )
+    listed = ", ".join(esc(label) for label in compared)
+    return [f'<p class="note">{text}.</p><details><summary>prompts compared</summary>'
+            f'<p class="note">{listed}</p></details>']
+
+
+def render_html(board, png_path: str | Path | None = None, *, title: str | None = None) -> str:
+    """The report page for ``board``; embeds ``png_path`` if given. ``title`` defaults to one naming the
+    protocol; "How to read it" explains that protocol's own scales (:func:`.scales.describe_scales`)."""
     esc = html.escape
     p = board.protocol
+    title = title or f"Leaderboard - {protocol_title(p)} {p.version} protocol"
     pct = f"{100 * board.confidence:g}%"
     head_metrics = [m for m in board.metrics if "/" not in m]
     aspects = [m for m in board.metrics if "/" in m]
@@ -71,6 +91,7 @@ def render_html(board, png_path: str | Path | None = None, *, title: str = "Eval
         f"<code>{esc(str(judge.get('fingerprint', '?'))[:12])}</code>). Brackets: {pct} percentile bootstrap "
         f"interval over images ({board.n_resamples} resamples, seed {board.seed}).</p>"
     )
+    parts.extend(_prompts_note(board.prompts))
     parts.append(
         '<h2>Ranking</h2><table><tr><th>rank</th><th class="name">model</th><th>images</th>'
         + "".join(f"<th>{esc(m)}</th>" for m in head_metrics)
@@ -101,13 +122,7 @@ def render_html(board, png_path: str | Path | None = None, *, title: str = "Eval
         parts.append(
             f'<h2>Chart</h2><img alt="per-aspect scores per model" src="data:image/png;base64,{data}">'
         )
-    parts.append(
-        '<h2>How to read it</h2><p class="note">Each aspect is the mean score over the images where its'
-        " question was asked and applicable (faithfulness 0-4, where the judge may answer -1 = not"
-        " applicable; alignment 0-2, asked only when the prompt has elements for that aspect). A dimension is"
-        " the mean over all its applicable answers. <i>overall</i> normalises every answer to 0-1 by its"
-        " aspect's range, averages within each dimension, then averages the dimensions. n/a: never asked or"
-        " never applicable.</p>"
-    )
+    notes = describe_scales(p, board.scoring)
+    parts.append('<h2>How to read it</h2><ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

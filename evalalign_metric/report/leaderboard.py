@@ -139,6 +139,7 @@ class Leaderboard:
     seed: int
     judge: Mapping[str, Any] = field(default_factory=dict)
     demo_judge: bool = False
+    prompts: Mapping[str, Any] = field(default_factory=dict)  # which prompts were compared (report.ranking)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +150,7 @@ class Leaderboard:
             "seed": self.seed,
             "judge": dict(self.judge),
             "demo_judge": self.demo_judge,
+            "prompts": dict(self.prompts),
             "metrics": self.metrics,
             "rows": [
                 {
@@ -239,8 +241,10 @@ def build_leaderboard(
     seed: int = 0,
     results: Sequence[str | None] | None = None,
     demo_judge: bool = False,
+    prompts: Mapping[str, Any] | None = None,
 ) -> Leaderboard:
-    """Rank ``runs`` by overall score; all must share protocol, scoring and judge."""
+    """Rank ``runs`` by overall score; all must share protocol, scoring and judge. ``prompts``: which prompts
+    were compared (:meth:`evalalign_metric.report.ranking.PromptComparison.as_dict`), kept for the report."""
     if not runs:
         raise InputError("a leaderboard needs at least one results file")
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
@@ -284,4 +288,5 @@ def build_leaderboard(
         seed,
         judge=dict(first.header.get("model") or {}),
         demo_judge=demo_judge,
+        prompts=dict(prompts or {}),
     )

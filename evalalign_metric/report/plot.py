@@ -1,6 +1,7 @@
-"""``report.png``: one panel per dimension (its aspects and its mean), one for the overall score; within each
-aspect one bar per model with its bootstrap interval. Panels keep their own scale (faithfulness 0-4,
-alignment 0-2, overall 0-1), so no aspect is squashed. Needs the ``plot`` extra (matplotlib).
+"""``report.png``: one panel per dimension (its aspects and, if it has several, their mean), one for the overall
+score; within each aspect one bar per model with its bootstrap interval. Panels keep their own scale
+(EvalAlign: faithfulness 0-4, alignment 0-2; iMatch: imatch 1-5, element 0-1; overall 0-1), so no aspect
+is squashed. Needs the ``plot`` extra (matplotlib).
 
 The figure is drawn on a ``matplotlib.figure.Figure`` with the Agg canvas, never through ``pyplot``: no
 global backend or open-figure state is touched.
@@ -23,31 +24,26 @@ import math
 import os
 
 from evalalign_metric.errors import require_extra
+from evalalign_metric.report.scales import protocol_title
 
 
 def _panels(board) -> list[tuple[str, list[str], float, float]]:
+    """(title, metrics, low, high) per panel. A dimension of one aspect is that aspect's mean: it gets no
+    second group of bars."""
     panels = []
     for dim in board.protocol.dimensions:
         aspects = [a for a in board.protocol.aspects if a.dimension == dim]
         low, high = min(a.min_score for a in aspects), max(a.max_score for a in aspects)
-        panels.append(
-            (
-                f"{dim.capitalize()} ({low:g} worst - {high:g} best)",
-                [*(a.key for a in aspects), dim],
-                low,
-                high,
-            )
-        )
-    panels.append(("Overall (normalised, 0 - 1)", ["overall"], 0.0, 1.0))
+        metrics = [*(a.key for a in aspects), dim] if len(aspects) > 1 else [aspects[0].key]
+        panels.append((f"{dim}: {low:g} (worst) - {high:g} (best)", metrics, low, high))
+    panels.append(("overall: every answer normalised to 0 - 1", ["overall"], 0.0, 1.0))
     return panels
 
 
-def _label(metric: str) -> str:
-    return (
-        metric.split("/", 1)[1]
-        if "/" in metric
-        else f"{metric}\n(all aspects)" if metric != "overall" else metric
-    )
+def _label(metric: str, alone: bool) -> str:
+    if "/" in metric:
+        return metric if alone else metric.split("/", 1)[1]  # a lone aspect keeps its dimension: imatch/overall
+    return metric if metric == "overall" else f"{metric}\n(all aspects)"
 
 
 def plot_leaderboard(board, path: str | os.PathLike, *, dpi: int = 130) -> None:
@@ -117,7 +113,7 @@ def leaderboard_figure(board):
                         va="bottom",
                         fontsize=8,
                     )
-        ax.set_xticks(range(len(metrics)), [_label(m) for m in metrics], fontsize=10)
+        ax.set_xticks(range(len(metrics)), [_label(m, len(metrics) == 1) for m in metrics], fontsize=10)
         # A lone group (overall) would otherwise stretch its bars across the whole panel.
         ax.set_xlim(*((-0.6, len(metrics) - 0.4) if len(metrics) > 1 else (-2.0, 2.0)))
         ax.set_ylim(low, high + 0.15 * span)
@@ -138,8 +134,8 @@ def leaderboard_figure(board):
     shown = reference if len(reference) <= 48 else "..." + reference[-45:]
     judge = "UNTRAINED DEMO JUDGE - scores are meaningless" if board.demo_judge else f"judge {shown}"
     fig.suptitle(
-        f"EvalAlign leaderboard - {board.protocol.name} {board.protocol.version}, scoring={board.scoring}, "
-        f"{100 * board.confidence:g}% bootstrap intervals - {judge}",
+        f"Leaderboard - {protocol_title(board.protocol)} {board.protocol.version} protocol, "
+        f"scoring={board.scoring}, {100 * board.confidence:g}% bootstrap intervals\n{judge}",
         fontsize=10,
         color="firebrick" if board.demo_judge else "black",
     )

@@ -10,6 +10,12 @@ What a run does (:func:`score_folder`):
 4. puts the results file in its canonical form (images in natural key order, each image's questions in
    protocol order) and writes the summary next to it (``results.summary.json`` for ``results.jsonl``).
 
+A run holds a lock on its results file from step 2 to the end (:mod:`~evalalign_metric.runs.lock`): a
+second run on the same ``--out`` stops at once, naming the holder. Under the lock, the hidden temporary
+files a killed run left beside the results file and the summary are removed. A full disk (or any other
+failed write) stops the run with one :class:`~evalalign_metric.errors.InputError` line; what was written
+before it stays, and rerunning the same command continues from there.
+
 Each image is scored alone, so its numbers do not depend on which other images share a batch: an
 interrupted and resumed run, and a run split across processes, give byte-identical results files.
 
@@ -33,20 +39,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
-from evalalign_metric.errors import InputError
+from evalalign_metric.errors import EvalAlignError, InputError
+from evalalign_metric.fileio import check_writable, remove_stale_temporaries
 from evalalign_metric.functional import SCORING_MODES, score_images
 from evalalign_metric.judge.quantization import check_quantize
 from evalalign_metric.protocol import Protocol, load_protocol
 from evalalign_metric.runs.distributed import DistContext
 from evalalign_metric.runs.identity import file_sha256, model_identity, protocol_identity
+from evalalign_metric.runs.lock import RunLock
 from evalalign_metric.runs.prompts import load_prompts
 from evalalign_metric.runs.resultsfile import (
     ImageRecord,
@@ -64,6 +72,7 @@ from evalalign_metric.runs.scan import (
     bombs_as_errors,
     natural_key,
     scan_folder,
+    scan_notes,
 )
 from evalalign_metric.runs.summary import RunSummary, build_summary, write_summary
 
@@ -98,25 +107,7 @@ def _resolve_out(images_dir: str | os.PathLike, out: str | os.PathLike | None) -
 
 
 def _check_writable(paths: RunPaths) -> None:
-    folder = paths.out.parent
-    for parent in [folder, *folder.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(
-                    f"--out {os.fspath(paths.out)!r} cannot be written: {os.fspath(parent)!r} is a "
-                    "file, not a folder"
-                )
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".evalalign-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(
-            f"--out {os.fspath(paths.out)!r} cannot be written: {exc.strerror or exc} "
-            f"(folder {os.fspath(folder)!r}); pass --out somewhere writable"
-        ) from None
+    check_writable(paths.out, what="--out")
     for path in (paths.out, paths.summary):
         if path.exists() and not (path.is_file() and os.access(path, os.R_OK | os.W_OK)):
             raise InputError(f"{os.fspath(path)!r} exists and cannot be read and written; pass another --out")
@@ -281,6 +272,21 @@ def _finalise(paths: RunPaths, header: dict[str, Any]) -> tuple[dict[str, Any], 
     return final_header, {k: images[k] for k in order}
 
 
+@contextlib.contextmanager
+def _writing(path: Path, written: Callable[[], int]) -> Iterator[None]:
+    """Within: a failed write (disk full, permission lost) becomes one InputError naming ``path`` and saying
+    how to continue; ``written()`` is the number of images safely written so far."""
+    try:
+        yield
+    except EvalAlignError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}; {written()} image(s) are safely "
+            "written: make room (or fix the cause) and rerun the same command to continue"
+        ) from None
+
+
 def _progress(total: int, done: int, ctx: DistContext, enabled: bool | None):
     from tqdm.auto import tqdm
 
@@ -315,6 +321,7 @@ def score_folder(
     quantize: str | None = None,
     device_map: str | None = None,
     max_memory: dict | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Score every image of ``images_dir`` against its prompt; resumable, shardable across processes.
 
@@ -337,9 +344,16 @@ def score_folder(
         quantize, device_map, max_memory: quantized, sharded or offloaded judge loading (see
             :func:`~evalalign_metric.judge.load_judge`); a quantized run records ``"<dtype>+<quantize>"`` as its
             dtype, so it never resumes a run of another precision.
+        notify: called (on rank 0) with one line for each thing worth telling before the scoring starts:
+            how many images an earlier run already scored, images in subfolders, prompts without an image.
 
     Returns:
-        a :class:`~evalalign_metric.runs.summary.RunSummary` (on every rank).
+        a :class:`~evalalign_metric.runs.summary.RunSummary` (on every rank); its ``already_scored`` is the
+        number of the folder's images found already scored when the run started.
+
+    Raises:
+        InputError: bad input (named), another run holding the results file (naming its pid and host), or a
+            failed write (disk full: what was written stays, rerun to continue).
     """
     protocol = load_protocol(protocol)
     scoring = scoring or protocol.default_scoring
@@ -358,41 +372,63 @@ def score_folder(
         model_identity(reference, folder), protocol_identity(protocol), scoring,
         _dtype_name(dtype, device) + (f"+{check_quantize(quantize)}" if quantize else ""),
     )
-    created = ctx.setup()
-    try:
-        main, parts = _read_existing(paths, header)
-        done = _merged_images([main, *parts.values()])
-        _check_done(done, scan, protocol, paths.out)
-        ctx.barrier()  # every rank has read the same files before any rank writes
-        remaining = [item for item in scan.items if item.key not in done]
-        mine = ctx.shard(remaining)
-        target = paths.part(ctx.rank, ctx.world_size) if ctx.distributed else paths.out
-        own = parts.get(target) if ctx.distributed else main
-        if mine:
-            from evalalign_metric.judge import load_judge
-
-            from evalalign_metric.judge.protocols import warn_if_untrained
-
-            judge = load_judge(folder, device=device, dtype=dtype, batch_size=batch_size, quantize=quantize,
-                               device_map=device_map, max_memory=max_memory)
-            warn_if_untrained(judge.identity, protocol)
-            truncate_to = None
-            if own is not None:
-                truncate_to = 0 if own.header is None else (own.intact_bytes if own.dropped else None)
-            with (
-                ResultsWriter(target, header, truncate_to=truncate_to) as writer,
-                _progress(len(mine), len(scan.items) - len(remaining), ctx, progress) as bar,
-            ):
-                for item in mine:
-                    writer.write_image(score_item(judge, protocol, item))
-                    bar.update(1)
-        ctx.barrier()
+    # Rank 0 alone locks: a second job's rank 0 stops, and its launcher (torchrun) stops the other ranks.
+    lock = RunLock(paths.out) if ctx.is_main else contextlib.nullcontext()
+    with lock:
         if ctx.is_main:
-            final_header, images = _finalise(paths, header)
-            summary = build_summary(protocol, final_header, scan, images, paths.out)
-            write_summary(paths.summary, summary)
-        ctx.barrier()
-        return RunSummary.load(paths.out, paths.summary)
-    finally:
-        if created:
-            ctx.close()
+            for path in (paths.out, paths.summary):
+                remove_stale_temporaries(path)  # left by a run killed while writing it; we hold the lock
+        created = ctx.setup()
+        try:
+            main, parts = _read_existing(paths, header)
+            done = _merged_images([main, *parts.values()])
+            _check_done(done, scan, protocol, paths.out)
+            ctx.barrier()  # every rank has read the same files before any rank writes
+            remaining = [item for item in scan.items if item.key not in done]
+            already = len(scan.items) - len(remaining)
+            mine = ctx.shard(remaining)
+            target = paths.part(ctx.rank, ctx.world_size) if ctx.distributed else paths.out
+            own = parts.get(target) if ctx.distributed else main
+            judge = None
+            if mine:
+                from evalalign_metric.judge import load_judge
+
+                from evalalign_metric.judge.protocols import warn_if_untrained
+
+                judge = load_judge(folder, device=device, dtype=dtype, batch_size=batch_size, quantize=quantize,
+                                   device_map=device_map, max_memory=max_memory)
+                warn_if_untrained(judge.identity, protocol)
+            if ctx.is_main and notify is not None:  # once the judge has loaded: no note before an early error
+                if already:
+                    notify(f"resuming {os.fspath(paths.out)!r}: {already} of the {len(scan.items)} image(s) were "
+                           f"already scored by an earlier run; {len(remaining)} left to score")
+                for line in scan_notes(scan, f"--prompts {os.fspath(prompts)}"):
+                    notify(line)
+            if judge is not None:
+                truncate_to = None
+                if own is not None:
+                    truncate_to = 0 if own.header is None else (own.intact_bytes if own.dropped else None)
+                written = [already]
+                with (
+                    _writing(target, lambda: written[0]),
+                    ResultsWriter(target, header, truncate_to=truncate_to) as writer,
+                    _progress(len(mine), already, ctx, progress) as bar,
+                ):
+                    for item in mine:
+                        writer.write_image(score_item(judge, protocol, item))
+                        written[0] += 1
+                        bar.update(1)
+            ctx.barrier()
+            if ctx.is_main:
+                with _writing(paths.out, lambda: len(scan.items)):
+                    final_header, images = _finalise(paths, header)
+                summary = build_summary(protocol, final_header, scan, images, paths.out)
+                with _writing(paths.summary, lambda: len(scan.items)):
+                    write_summary(paths.summary, summary)
+            ctx.barrier()
+            run = RunSummary.load(paths.out, paths.summary)
+            run.already_scored = already
+            return run
+        finally:
+            if created:
+                ctx.close()

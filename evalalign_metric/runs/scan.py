@@ -1,10 +1,14 @@
 """Finding the images of a folder and their prompts, and listing everything that cannot be scored.
 
-Only the folder's top level is read (subfolders are not images; a manifest may still point into them).
-Hidden files (``.DS_Store``) and this library's own output files are ignored. Every other file ends up in
-exactly one list: images to score, non-image files, unreadable images (header cannot be parsed,
-permission denied) or images without a prompt. Images are ordered by a natural sort of their key (the
-path relative to the folder), the order of every results file.
+Only the folder's top level is read (a manifest may still point into subfolders); subfolders holding
+images that are not scored are listed (``ignored_subfolders``), not searched. Hidden files (``.DS_Store``)
+and this library's own output files are ignored. Every other file ends up in exactly one list: images to
+score, non-image files, unreadable images (header cannot be parsed, permission denied) or images without a
+prompt. Prompts of a prompts file (or of the official sets the folder's images belong to) that no image
+matches are listed too (``prompts_without_image``). Two images with the same stem (``p0.png`` and
+``p0.jpg``) would score prompt ``p0`` twice: they are refused. Images are ordered by a natural sort of their
+key (the path relative to the folder), the order of every results file. :func:`scan_notes` says what was
+listed but not scored, in lines for the user.
 
 Example:
     >>> import tempfile, pathlib
@@ -62,6 +66,9 @@ class FolderScan:
     non_image_files: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}
     without_prompt: list[str] = field(default_factory=list)
+    ignored_subfolders: list[dict[str, object]] = field(default_factory=list)  # {"folder", "images"}
+    prompts_without_image: list[str] = field(default_factory=list)  # prompt ids
+    num_prompts: int = 0  # prompts the folder's images were matched against (prompts_without_image's total)
 
     @property
     def num_files(self) -> int:
@@ -98,16 +105,60 @@ def check_image_header(path: Path) -> str | None:
     return None
 
 
-def _top_level_files(images_dir: Path, exclude: set[Path]) -> list[str]:
-    names = []
+def _top_level_files(images_dir: Path, exclude: set[Path]) -> tuple[list[str], list[str]]:
+    """(file names, subfolder names) of the folder's top level, hidden entries and ``exclude`` left out."""
+    names, folders = [], []
     with os.scandir(images_dir) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or entry.is_dir():
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                folders.append(entry.name)
                 continue
             if Path(entry.path).resolve() in exclude:
                 continue
             names.append(entry.name)
-    return sorted(names, key=natural_key)
+    return sorted(names, key=natural_key), sorted(folders, key=natural_key)
+
+
+def _subfolder_images(root: Path, folder: str, listed: set[str]) -> int:
+    """How many image files under ``root/folder`` (any depth, hidden entries skipped) are not in ``listed``."""
+    count = 0
+    for current, dirs, files in os.walk(root / folder, onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        relative = Path(current).relative_to(root).as_posix()
+        count += sum(
+            1 for f in files
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES and f"{relative}/{f}" not in listed
+        )
+    return count
+
+
+def _check_unique_stems(images: list[str], table: dict[str, PromptEntry], shown: str) -> None:
+    by_stem: dict[str, list[str]] = {}
+    for name in images:
+        by_stem.setdefault(Path(name).stem, []).append(name)
+    clashes = [names for stem, names in by_stem.items() if len(names) > 1 and stem in table]
+    if clashes:
+        first = clashes[0]
+        more = f" (and {len(clashes) - 1} more stem(s))" if len(clashes) > 1 else ""
+        raise InputError(
+            f"images {' and '.join(repr(n) for n in first)} in {shown!r} both match prompt_id "
+            f"{Path(first[0]).stem!r}{more}: each prompt is scored once per image named <prompt_id>.<ext>; keep "
+            "one file per prompt (or list several images of a prompt in a manifest)"
+        )
+
+
+def _relevant_ids(source: PromptSource, table: dict[str, PromptEntry], matched: set[str]) -> set[str]:
+    """The prompt ids a folder is expected to cover: the whole prompts file, or the official sets (alignment,
+    faithfulness) that at least one of its images belongs to."""
+    if not source.official_sets:
+        return set(table)
+    ids: set[str] = set()
+    for ids_of_set in source.official_sets.values():
+        if matched & ids_of_set:
+            ids |= ids_of_set
+    return ids
 
 
 def _check_dir(images_dir: str | os.PathLike) -> Path:
@@ -127,7 +178,7 @@ def scan_folder(
     """Match the folder's images to ``source``'s prompts (see the module docs); raises when nothing can be
     scored (empty folder, no images, no image with a prompt)."""
     root = _check_dir(images_dir)
-    names = _top_level_files(root, {Path(p).resolve() for p in exclude})
+    names, folders = _top_level_files(root, {Path(p).resolve() for p in exclude})
     scan = FolderScan(root)
     images = [n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
     scan.non_image_files = [n for n in names if Path(n).suffix.lower() not in IMAGE_SUFFIXES]
@@ -145,6 +196,7 @@ def scan_folder(
         candidates = [(key, root / key, entry) for key, entry in source.by_image.items()]
     else:
         table = source.id_table(Path(n).stem for n in images)
+        _check_unique_stems(images, table, os.fspath(images_dir))
         candidates = []
         for name in images:
             entry = table.get(Path(name).stem)
@@ -152,6 +204,15 @@ def scan_folder(
                 scan.without_prompt.append(name)
             else:
                 candidates.append((name, root / name, entry))
+        matched = {Path(name).stem for name, _, _ in candidates}
+        relevant = _relevant_ids(source, table, matched)
+        scan.num_prompts = len(relevant)
+        scan.prompts_without_image = sorted(relevant - matched, key=natural_key)
+    listed = set(source.by_image or ())
+    for folder in folders:
+        count = _subfolder_images(root, folder, listed)
+        if count:
+            scan.ignored_subfolders.append({"folder": folder, "images": count})
     for key, path, entry in candidates:
         reason = check_image_header(path)
         if reason is None:
@@ -162,6 +223,38 @@ def scan_folder(
     scan.unreadable.sort(key=lambda u: natural_key(u["image"]))
     _check_something_to_score(scan, source, os.fspath(images_dir), names, images)
     return scan
+
+
+def scan_notes(scan: FolderScan, prompts: str) -> list[str]:
+    """One line per thing the folder holds that will not be scored and is not an error: images in
+    subfolders, prompts without an image (both are listed in the run's summary too).
+
+    Example:
+        >>> scan = FolderScan(Path("imgs"), ignored_subfolders=[{"folder": "old", "images": 3}],
+        ...                   prompts_without_image=["7", "9"], num_prompts=5)
+        >>> for line in scan_notes(scan, "--prompts prompts.jsonl"):
+        ...     print(line)
+        3 image(s) in subfolders of 'imgs' are not scored (only the folder's top level is): 'old' (3)
+        2 of the 5 prompt(s) of --prompts prompts.jsonl have no image in 'imgs' (e.g. '7', '9')
+    """
+    shown = os.fspath(scan.images_dir)
+    notes = []
+    if scan.ignored_subfolders:
+        total = sum(int(s["images"]) for s in scan.ignored_subfolders)
+        folders = ", ".join(f"{s['folder']!r} ({s['images']})" for s in scan.ignored_subfolders[:5])
+        more = ", ..." if len(scan.ignored_subfolders) > 5 else ""
+        notes.append(
+            f"{total} image(s) in subfolders of {shown!r} are not scored (only the folder's top level is): "
+            f"{folders}{more}"
+        )
+    if scan.prompts_without_image:
+        missing = scan.prompts_without_image
+        examples = ", ".join(repr(i) for i in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        notes.append(
+            f"{len(missing)} of the {scan.num_prompts} prompt(s) of {prompts} have no image in "
+            f"{shown!r} (e.g. {examples})"
+        )
+    return notes
 
 
 def _check_something_to_score(scan: FolderScan, source: PromptSource, shown: str, names, images) -> None:

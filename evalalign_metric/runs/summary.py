@@ -4,7 +4,9 @@ The aggregates are :func:`evalalign_metric.functional.aggregate` over the applic
 images (with the header's scoring, ``argmax`` or ``expectation``). Files that were not scored are listed
 by reason, never counted: non-image files, corrupt images (unreadable header, undecodable pixels, too
 small for the judge), images without a prompt. Results of images no longer in the folder are listed under
-``results_without_image`` and left out of the aggregates.
+``results_without_image`` and left out of the aggregates. ``ignored_subfolders`` lists the subfolders
+holding images (not searched: only the folder's top level is scored) and ``prompts_without_image`` the
+prompts no image matched (see :mod:`~evalalign_metric.runs.scan`); neither makes the run fail.
 
 Example:
     >>> from evalalign_metric.runs.resultsfile import ImageRecord
@@ -158,6 +160,8 @@ def build_summary(
             item.key for item in scan.items if has_element_aspects and item.entry.elements is None
         ],
         "results_without_image": [k for k in images if k not in present],
+        "ignored_subfolders": list(scan.ignored_subfolders),
+        "prompts_without_image": list(scan.prompts_without_image),
         "scored_images": [r.key for r in scored if r.kind != "corrupt"],
     }
     return json_safe(summary)
@@ -175,6 +179,7 @@ class RunSummary:
     results_path: Path
     summary_path: Path
     data: dict[str, Any]
+    already_scored: int = 0  # images found in the results file when the run started (resumed), not rescored
 
     @property
     def scores(self) -> dict[str, float]:

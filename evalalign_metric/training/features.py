@@ -6,8 +6,9 @@ format's end-of-answer suffix. Labels are ``-100`` (ignored) on the system text,
 image token: only the answer tokens are learned.
 
 A batch holds a few images and all their questions; :class:`AnswerLoss` runs the vision tower once per
-image and reuses its features for every question about it (for LLaVA; other backbones fall back to one
-full forward per row, which gives the same loss). With ``pack=True`` it also runs the language model on
+image and reuses its features for every question about it (for LLaVA; other families, e.g. Qwen-VL with its
+3-D positions or Idefics3 with its tiles, run one full forward per row with the row's image and the
+family's extra inputs, which gives the same loss). With ``pack=True`` it also runs the language model on
 each image's shared prefix (system text and image tokens) once: the image's questions follow it in one
 sequence, each seeing the prefix and itself only (:func:`pack_by_image`), which gives the same loss with
 several times fewer tokens when an image has several questions.
@@ -32,8 +33,7 @@ import torch
 from torch import nn
 
 from evalalign_metric.errors import InputError
-from evalalign_metric.judge.backends import collate_pixels
-from evalalign_metric.judge.engine import expand_image_tokens
+from evalalign_metric.judge.families import JudgeFamily
 from evalalign_metric.training.targets import Target
 
 IGNORE = -100
@@ -77,7 +77,11 @@ class TargetEncoder:
 
 @dataclass
 class Batch:
-    """Images (their processed pixels) and rows (questions), each row pointing at its image."""
+    """Images (their processed pixels) and rows (questions), each row pointing at its image.
+
+    ``row_pixels`` holds each row's image inputs batched row by row and ``row_inputs`` the family's extra
+    inputs for the rows (Qwen's ``mm_token_type_ids``), for families trained with one forward per row.
+    """
 
     pixels: dict[str, torch.Tensor]
     input_ids: torch.Tensor
@@ -85,26 +89,39 @@ class Batch:
     labels: torch.Tensor
     row_image: torch.Tensor
     n_rows: int
+    row_pixels: dict[str, torch.Tensor] | None = None
+    row_inputs: dict[str, torch.Tensor] | None = None
 
     def to(self, device) -> "Batch":
-        return Batch({k: v.to(device) for k, v in self.pixels.items()}, self.input_ids.to(device),
-                     self.attention_mask.to(device), self.labels.to(device), self.row_image.to(device), self.n_rows)
+        def move(d):
+            return None if d is None else {k: v.to(device) for k, v in d.items()}
+
+        return Batch(move(self.pixels), self.input_ids.to(device), self.attention_mask.to(device),
+                     self.labels.to(device), self.row_image.to(device), self.n_rows, move(self.row_pixels),
+                     move(self.row_inputs))
 
     @property
     def n_answer_tokens(self) -> int:
         return int((self.labels[:, 1:] != IGNORE).sum())
 
 
-def collate(images: Sequence[tuple[dict[str, torch.Tensor], int]], rows: Sequence[tuple[int, list[int], list[int]]],
-            *, image_token_id: int, pad_token_id: int) -> Batch:
-    """Right-padded batch from processed images ``(pixels, n_image_tokens)`` and rows
-    ``(image index, ids, labels)``; each row's image token is expanded to its image's token count."""
+def collate(images: Sequence[tuple[dict[str, torch.Tensor], int | Sequence[int]]],
+            rows: Sequence[tuple[int, list[int], list[int]]], *, image_token_id: int, pad_token_id: int,
+            family: JudgeFamily | None = None) -> Batch:
+    """Right-padded batch from processed images ``(pixels, image token ids)`` and rows
+    ``(image index, ids, labels)``: each row's image token is replaced by its image's token ids (the ids of
+    the processor's text for the image; an int ``n`` stands for ``n`` image tokens, the LLaVA layout). With a
+    ``family`` that does not share vision features in training, the batch also carries per-row pixels and
+    extra inputs."""
     expanded = []
     for image, ids, labels in rows:
-        n = images[image][1]
+        span = images[image][1]
+        span = [image_token_id] * span if isinstance(span, int) else list(span)
+        if ids.count(image_token_id) != 1:
+            raise InputError(f"a training row must contain exactly one image token; found {ids.count(image_token_id)}")
         position = ids.index(image_token_id)
-        expanded.append((image, expand_image_tokens(ids, image_token_id, n),
-                         labels[:position] + [IGNORE] * n + labels[position + 1:]))
+        expanded.append((image, ids[:position] + span + ids[position + 1:],
+                         labels[:position] + [IGNORE] * len(span) + labels[position + 1:]))
     longest = max(len(ids) for _, ids, _ in expanded)
     input_ids = torch.full((len(rows), longest), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), longest), IGNORE, dtype=torch.long)
@@ -113,8 +130,14 @@ def collate(images: Sequence[tuple[dict[str, torch.Tensor], int]], rows: Sequenc
         input_ids[r, : len(ids)] = torch.tensor(ids)
         labels[r, : len(labs)] = torch.tensor(labs)
         attention[r, : len(ids)] = 1
-    return Batch(collate_pixels([p for p, _ in images]), input_ids, attention, labels,
-                 torch.tensor([image for image, _, _ in expanded]), len(rows))
+    family = family or JudgeFamily()
+    row_image = torch.tensor([image for image, _, _ in expanded])
+    row_pixels = row_inputs = None
+    if not family.training_shared_vision:
+        row_pixels = family.collate_pixels([images[image][0] for image, _, _ in expanded])
+        row_inputs = family.row_inputs(input_ids, image_token_id)
+    return Batch(family.collate_pixels([p for p, _ in images]), input_ids, attention, labels, row_image, len(rows),
+                 row_pixels, row_inputs)
 
 
 def base_model(model):
@@ -257,7 +280,10 @@ class AnswerLoss(nn.Module):
 
     def _hidden_per_row(self, batch: Batch) -> torch.Tensor:
         inner = base_model(self.model)
-        pixels = {k: v[batch.row_image] for k, v in batch.pixels.items()}
+        if batch.row_pixels is not None:
+            pixels = {**batch.row_pixels, **(batch.row_inputs or {})}
+        else:
+            pixels = {k: v[batch.row_image] for k, v in batch.pixels.items()}
         return inner.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **pixels).last_hidden_state
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,10 +25,16 @@ from pathlib import Path
 from evalalign_metric.errors import JudgeLoadError, require_extra
 
 
-def apply_lora(model, config):
-    """Wrap ``model`` with LoRA layers on ``config.target_modules`` (a regex or a list of module names)."""
+def apply_lora(model, config, family=None):
+    """Wrap ``model`` with LoRA layers on ``config.target_modules`` (a regex or a list of module names); left at
+    its default, the judge family's own target (``family.lora_target_modules``: the language model's attention
+    projections, named ``language_model`` in LLaVA and Qwen-VL, ``text_model`` in Idefics3)."""
+    from evalalign_metric.training.config import DEFAULT_LORA_TARGETS
+
     peft = require_extra("peft", "train", "LoRA training")
     target = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
+    if family is not None and target == DEFAULT_LORA_TARGETS:
+        target = family.lora_target_modules
     lora = peft.LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=target,
                            modules_to_save=list(config.modules_to_save) or None, bias="none")
     try:

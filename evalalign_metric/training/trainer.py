@@ -324,9 +324,9 @@ class Trainer:
         if training.method == "lora":
             from evalalign_metric.training.lora import apply_lora
 
-            model = apply_lora(model, training.lora)
-        self.judge = Judge(model, loaded.processor, backend=loaded.backend, chat_format=loaded.chat_format,
-                           pad_to_square=loaded.pad_to_square)
+            model = apply_lora(model, training.lora, family=loaded.family)
+        self.judge = Judge(model, loaded.processor, family=loaded.family, chat_format=loaded.chat_format,
+                           pad_to_square=loaded.pad_to_square, image_options=loaded.image_options)
         # what the base judge was trained for carries over to the exported one (a built judge: nothing yet)
         self.base_protocols = list(loaded.identity.get("protocols") or [])
         self.model = model
@@ -370,7 +370,9 @@ class Trainer:
             except OSError as exc:
                 raise InputError(f"image {path!r} became unreadable during training: {exc}") from None
             image = augment_image(image, cfg.augment, rng)
-            images.append(self.judge.prepare_image(image))
+            inputs = self.judge.image_inputs(image)
+            span = self.judge.tokenizer(inputs.text, add_special_tokens=False)["input_ids"]
+            images.append((inputs.pixels, span))
             chosen = list(range(len(anns)))
             limit = cfg.data.questions_per_image
             if limit is not None and len(chosen) > limit:
@@ -381,7 +383,8 @@ class Trainer:
                                       rng=sample_rng(seed, epoch, unit_index, f"q{j}"))
                 ids, labels = self.encoder.encode(target)
                 rows.append((len(images) - 1, ids, labels))
-        return collate(images, rows, image_token_id=self.image_token_id, pad_token_id=self.judge.pad_token_id)
+        return collate(images, rows, image_token_id=self.image_token_id, pad_token_id=self.judge.pad_token_id,
+                       family=self.judge.family)
 
     # ------------------------------------------------------------ evaluation and export
     def _evaluate(self, step: int) -> dict[str, dict[str, float]] | None:
@@ -433,7 +436,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: schedule_factor(training, s, total_steps))
-        loss_module = AnswerLoss(self.model, image_token_id=self.image_token_id, pack=training.pack_questions)
+        loss_module = AnswerLoss(self.model, image_token_id=self.image_token_id, pack=training.pack_questions,
+                                 shared_vision=self.judge.family.training_shared_vision)
         wrapped, optimizer = acc.prepare(loss_module, optimizer)
         micro, step = 0, 0
         if resume_state is not None and resume_state.get("phase") == phase:
