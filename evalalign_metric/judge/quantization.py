@@ -31,8 +31,10 @@ import torch
 from evalalign_metric.errors import JudgeLoadError, require_extra
 
 QUANTIZE_MODES = ("int8", "4bit")
-# Module-name prefixes (as transformers 5 names a LLaVA judge's modules) whose weights stay unquantized.
-KEEP_UNQUANTIZED = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
+# Module-name prefixes (as transformers 5 names the judge families' modules: LLaVA, Qwen-VL, Idefics3/SmolVLM)
+# whose weights stay unquantized: vision towers, projectors, the output head.
+KEEP_UNQUANTIZED = ("model.vision_tower", "model.multi_modal_projector", "model.visual", "model.vision_model",
+                    "model.connector", "lm_head")
 CPU_4BIT_GROUP_SIZE = 32
 
 
@@ -83,8 +85,8 @@ def torchao_config(quantize: str):
     """The weight-only ``TorchAoConfig`` for ``quantize`` (needs the ``quantize`` extra).
 
     Example:
-        >>> torchao_config("int8").modules_to_not_convert
-        ['model.vision_tower', 'model.multi_modal_projector', 'lm_head']
+        >>> torchao_config("int8").modules_to_not_convert[:2]
+        ['model.vision_tower', 'model.multi_modal_projector']
     """
     quantize = check_quantize(quantize)
     require_extra("torchao", "quantize", f"quantize={quantize!r} on a machine without CUDA")
