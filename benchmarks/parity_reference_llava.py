@@ -15,9 +15,18 @@ What it does, offline:
    ``conv_templates["v1"]``; fp16 weights upcast to fp32) for official EvalAlign questions on a square and
    a non-square image: last-position logits and teacher-forced option log-probabilities;
 4. converts each checkpoint here (transformers 5.x) and compares: token ids identical, max |logit diff|
-   <= 1e-4 (fp32), option log-probabilities and option probabilities (normalised over the options) within
+   <= 2e-4 (fp32), option log-probabilities and option probabilities (normalised over the options) within
    1e-4; then two deliberately wrong conversions
    (projector layers swapped; tower weights instead of the checkpoint's) must FAIL the same check.
+
+Variants: ``flat`` and ``spatial_unpad`` are the 13B style (Vicuna v1, Llama-2 SentencePiece);
+``yi_anyres_unpad`` the 34B style (Yi SentencePiece without dummy prefix and with ChatML markers, ChatML with
+EvalAlign's system message, ``image_aspect_ratio: anyres`` run as EvalAlign runs it: padded to one tile).
+The converter's tokenizer check (``evalalign_metric.convert.spm_reference``) is compared with the slow
+tokenizer's ``tokenizer_image_token`` ids, both tokenizer styles in both ``legacy`` modes, on every EvalAlign
+question and answer in both chat formats. Then one judge per checkpoint, as ``evalalign convert`` writes it,
+answers through ``load_judge().answer`` and each question is compared with the reference path EvalAlign's
+script for its dimension uses (faithfulness: a list of images; alignment: a 4-D tensor).
 
 ``spatial_unpad`` is compared on both reference paths: a list of images (its faithfulness script, one
 ``image_newline`` token -> single-tile ``LlavaNext``) and a batched tensor (its alignment script, no newline
@@ -48,12 +57,24 @@ TORCH_PIN = "torch==2.13.0"
 REFERENCE_PINS = ["transformers==4.37.2", "tokenizers==0.15.1", "sentencepiece==0.1.99", "accelerate==0.21.0",
                   "pillow", "protobuf"]
 LLAVA_PIN = "llava-torch==1.2.2.post1"
-LOGIT_TOLERANCE = 1e-4
+# fp32 differences between the reference's attention and transformers 5's over ~400 tokens: measured up to
+# 1.2e-4 on the last-position logits (|logits| <= 2.4); deliberately wrong mappings move them by >= 0.36.
+LOGIT_TOLERANCE = 2e-4
+LOGPROB_TOLERANCE = 1e-4
 PROB_TOLERANCE = 1e-4
-VARIANTS = {"flat": {"merge": "flat", "unfreeze": False},
-            "spatial_unpad": {"merge": "spatial_unpad", "unfreeze": True}}
+# 13B style (Vicuna, Llama-2 SentencePiece) and 34B style (Yi SentencePiece without dummy prefix, ChatML,
+# LLaVA-1.6 config: anyres + spatial_unpad).
+VARIANTS = {"flat": {"merge": "flat", "unfreeze": False, "tokenizer": "llama", "chat": "vicuna_v1",
+                     "aspect": "pad"},
+            "spatial_unpad": {"merge": "spatial_unpad", "unfreeze": True, "tokenizer": "llama", "chat": "vicuna_v1",
+                              "aspect": "pad"},
+            "yi_anyres_unpad": {"merge": "spatial_unpad", "unfreeze": False, "tokenizer": "yi", "chat": "chatml",
+                                "aspect": "anyres"}}
 # (variant, reference image path) -> keep_image_newline of the matching conversion
-PATHS = {("flat", "tensor"): True, ("spatial_unpad", "list"): True, ("spatial_unpad", "tensor"): False}
+PATHS = {("flat", "tensor"): True, ("spatial_unpad", "list"): True, ("spatial_unpad", "tensor"): False,
+         ("yi_anyres_unpad", "list"): True, ("yi_anyres_unpad", "tensor"): False}
+# EvalAlign's scripts: faithfulness passes a list of images, alignment a 4-D tensor.
+SCRIPT_PATH = {"faithfulness": "list", "alignment": "tensor"}
 IMAGE_SIZE, PATCH_SIZE, HIDDEN = 16, 4, 32
 
 
@@ -101,16 +122,28 @@ def _worker_build(work: Path) -> None:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
 
     spec = json.loads((work / "spec.json").read_text())
-    tok_dir = work / "tokenizer"
-    tok_dir.mkdir(exist_ok=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(spec["corpus"]), model_prefix=str(tok_dir / "sp"), vocab_size=500,
-        model_type="bpe", byte_fallback=True, split_digits=True, character_coverage=1.0, unk_id=0, bos_id=1,
-        eos_id=2, pad_id=-1, minloglevel=2,
-        # Llama-2's settings: no normalisation, whitespace (and newlines) kept, a dummy prefix space.
-        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
-    )
-    tokenizer = LlamaTokenizer(vocab_file=str(tok_dir / "sp.model"), legacy=False, pad_token="<unk>")
+    tokenizers = {}
+    for style in ("llama", "yi"):
+        tok_dir = work / f"tokenizer-{style}"
+        tok_dir.mkdir(exist_ok=True)
+        yi = style == "yi"
+        bos, eos = ("<|startoftext|>", "<|endoftext|>") if yi else ("<s>", "</s>")
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(spec["corpus"]), model_prefix=str(tok_dir / "sp"), vocab_size=500,
+            model_type="bpe", byte_fallback=True, split_digits=True, character_coverage=1.0, unk_id=0, bos_id=1,
+            eos_id=2, pad_id=-1, minloglevel=2, bos_piece=bos, eos_piece=eos,
+            # Llama-2's settings: no normalisation, whitespace (and newlines) kept, a dummy prefix space;
+            # Yi's: no dummy prefix, ChatML markers as symbols of the model.
+            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=not yi,
+            user_defined_symbols=["<|im_start|>", "<|im_end|>"] if yi else [],
+        )
+        if yi:  # Yi's config leaves legacy unset (slow tokenizer: legacy) and adds no BOS.
+            tokenizer = LlamaTokenizer(vocab_file=str(tok_dir / "sp.model"), pad_token="<unk>", bos_token=bos,
+                                       eos_token=eos, add_bos_token=False)
+            tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
+        else:
+            tokenizer = LlamaTokenizer(vocab_file=str(tok_dir / "sp.model"), legacy=False, pad_token="<unk>")
+        tokenizers[style] = tokenizer
     torch.manual_seed(0)
     tower_dir = work / "clip-tower"
     vision = CLIPVisionConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=3,
@@ -125,6 +158,7 @@ def _worker_build(work: Path) -> None:
 
     for name, variant in VARIANTS.items():
         torch.manual_seed(1)
+        tokenizer = tokenizers[variant["tokenizer"]]
         config = LlavaConfig(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                              max_position_embeddings=2048, initializer_range=0.1, rms_norm_eps=1e-5,
@@ -132,7 +166,7 @@ def _worker_build(work: Path) -> None:
         for key, value in dict(
             mm_vision_tower=str(tower_dir), mm_hidden_size=HIDDEN, mm_projector_type="mlp2x_gelu",
             mm_vision_select_layer=-2, mm_vision_select_feature="patch", mm_patch_merge_type=variant["merge"],
-            image_aspect_ratio="pad", mm_use_im_start_end=False, mm_use_im_patch_token=False,
+            image_aspect_ratio=variant["aspect"], mm_use_im_start_end=False, mm_use_im_patch_token=False,
             unfreeze_mm_vision_tower=variant["unfreeze"], use_mm_proj=True, tokenizer_padding_side="right",
         ).items():
             setattr(config, key, value)
@@ -147,6 +181,11 @@ def _worker_build(work: Path) -> None:
         out = work / f"llava-tiny-{name}"
         model.half().save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
+        if variant["tokenizer"] == "yi":  # as Yi's tokenizer_config.json: no legacy key
+            config_file = out / "tokenizer_config.json"
+            saved = json.loads(config_file.read_text())
+            saved.pop("legacy", None)
+            config_file.write_text(json.dumps(saved, indent=1))
 
 
 def _register_llava_without_package_init() -> None:
@@ -164,19 +203,28 @@ def _worker_reference(work: Path) -> None:
     from llava.mm_utils import process_images, tokenizer_image_token
     from llava.model.builder import load_pretrained_model
 
+    import copy
+
     spec = json.loads((work / "spec.json").read_text())
     results = {}
     for (name, path) in [tuple(k.split("/")) for k in spec["paths"]]:
         tokenizer, model, image_processor, _ = load_pretrained_model(
             str(work / f"llava-tiny-{name}"), None, f"llava-tiny-{name}", device="cpu")
         model = model.float().eval()
+        # EvalAlign's vendored mm_utils pads every image to one tile whatever image_aspect_ratio says.
+        pad_config = copy.copy(model.config)
+        pad_config.image_aspect_ratio = "pad"
+        chatml = VARIANTS[name]["chat"] == "chatml"
+        template = conv_templates["chatml_direct" if chatml else "v1"].copy()
+        if chatml:  # EvalAlign's 34B system message on llava's ChatML conversation
+            template.system = "<|im_start|>system\n" + spec["chatml_system"]
         entry = results.setdefault(f"{name}/{path}", {})
         for image_name in spec["images"]:
             image = Image.open(work / "images" / image_name).convert("RGB")
-            tensor = process_images([image], image_processor, model.config).float()
+            tensor = process_images([image], image_processor, pad_config).float()
             images = [tensor] if path == "list" else tensor
             for qid, question in spec["questions"].items():
-                conv = conv_templates["v1"].copy()
+                conv = template.copy()
                 conv.append_message(conv.roles[0], question["text"])
                 conv.append_message(conv.roles[1], None)
                 prompt = conv.get_prompt()
@@ -185,8 +233,8 @@ def _worker_reference(work: Path) -> None:
                     logits = model(input_ids=ids[None], images=images, use_cache=False).logits[0, -1]
                 options = {}
                 for label in question["labels"]:
-                    full = tokenizer_image_token(prompt + " " + label, tokenizer, IMAGE_TOKEN_INDEX,
-                                                 return_tensors="pt")
+                    full = tokenizer_image_token(prompt + ("" if chatml else " ") + label, tokenizer,
+                                                 IMAGE_TOKEN_INDEX, return_tensors="pt")
                     assert full[: len(ids)].tolist() == ids.tolist(), "option does not extend the prompt"
                     suffix = full[len(ids):]
                     with torch.inference_mode():
@@ -194,11 +242,30 @@ def _worker_reference(work: Path) -> None:
                     log_probs = torch.log_softmax(out, dim=-1)
                     # Image features expand the sequence: read the last len(suffix)+1 positions.
                     steps = log_probs[-len(suffix) - 1:-1]
-                    options[label] = {"suffix": suffix.tolist(),
-                                      "log_prob": float(steps[torch.arange(len(suffix)), suffix].sum())}
+                    per_token = steps[torch.arange(len(suffix)), suffix]
+                    options[label] = {"suffix": suffix.tolist(), "log_prob": float(per_token.sum()),
+                                      "steps": per_token.tolist()}
                 entry[f"{image_name}/{qid}"] = {"prompt": prompt, "ids": ids.tolist(),
                                                 "last_logits": logits.tolist(), "options": options}
     (work / "reference.json").write_text(json.dumps(results))
+
+
+def _worker_tokenize(work: Path) -> None:
+    """The reference's ids (``tokenizer_image_token`` with the slow tokenizer) for every probe prompt, with
+    each tokenizer style in both ``legacy`` modes."""
+    from transformers import LlamaTokenizer
+
+    from llava.constants import IMAGE_TOKEN_INDEX
+    from llava.mm_utils import tokenizer_image_token
+
+    spec = json.loads((work / "spec.json").read_text())
+    out = {}
+    for style, variant in (("llama", "flat"), ("yi", "yi_anyres_unpad")):
+        for legacy in (True, False):
+            tokenizer = LlamaTokenizer.from_pretrained(str(work / f"llava-tiny-{variant}"), legacy=legacy)
+            out[f"{style}/{legacy}"] = [tokenizer_image_token(p, tokenizer, IMAGE_TOKEN_INDEX)
+                                        for p in spec["probe_prompts"]]
+    (work / "tokenize.json").write_text(json.dumps(out))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -209,25 +276,30 @@ def _spec(work: Path) -> dict:
     from PIL import Image
     import numpy as np
 
+    from evalalign_metric.convert.processor import probe_prompts
     from evalalign_metric.convert.testing import _corpus
+    from evalalign_metric.judge.chat import CHAT_FORMATS
     from evalalign_metric.official import alignment_prompts
     from evalalign_metric.protocol import load_protocol
 
     protocol = load_protocol("evalalign")
     aspects = {f"{a.dimension}/{a.name}": a for a in protocol.aspects}
     questions = {}
-    for key in ("faithfulness/body", "faithfulness/common"):
+    for key in ("faithfulness/body", "faithfulness/face", "faithfulness/common"):
         aspect = aspects[key]
         questions[key] = {"text": aspect.template, "labels": [o.label for o in aspect.options]}
-    official = alignment_prompts()[0]["question_info"]["Object"]
-    questions["alignment/Object"] = {"text": official, "labels": ["0", "1", "2"]}
+    official = alignment_prompts()[0]["question_info"]
+    for aspect in ("Object", "Count"):
+        if aspect in official:
+            questions[f"alignment/{aspect}"] = {"text": official[aspect], "labels": ["0", "1", "2"]}
     (work / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    images = {"square.png": (24, 24), "wide.png": (30, 17)}
+    images = {"square.png": (24, 24), "wide.png": (30, 17), "tall.png": (17, 30)}
     for name, (w, h) in images.items():
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(work / "images" / name)
     spec = {"corpus": _corpus(), "questions": questions, "images": sorted(images),
-            "paths": [f"{v}/{p}" for v, p in PATHS]}
+            "paths": [f"{v}/{p}" for v, p in PATHS], "chatml_system": CHAT_FORMATS["chatml"].system,
+            "probe_prompts": [p for fmt in CHAT_FORMATS for p in probe_prompts(fmt)]}
     (work / "spec.json").write_text(json.dumps(spec))
     return spec
 
@@ -267,7 +339,7 @@ def _corrupt(dst: Path, kind: str, tower_dir: Path) -> Path:
     return bad
 
 
-def _compare(dst: Path, ref: dict, spec: dict, work: Path) -> dict:
+def _compare(dst: Path, ref: dict, spec: dict, work: Path, chat: str = "vicuna_v1") -> dict:
     """Max differences between the converted model at ``dst`` and the reference results ``ref``."""
     import torch
     from PIL import Image
@@ -280,7 +352,7 @@ def _compare(dst: Path, ref: dict, spec: dict, work: Path) -> dict:
     model = AutoModelForImageTextToText.from_pretrained(dst, dtype=torch.float32).eval()
     tok = processor.tokenizer
     image_id = tok.convert_tokens_to_ids("<image>")
-    fmt = CHAT_FORMATS["vicuna_v1"]
+    fmt = CHAT_FORMATS[chat]
     stats = {"ids_equal": True, "prompts_equal": True, "max_logit_diff": 0.0, "max_logprob_diff": 0.0,
              "max_prob_diff": 0.0, "max_prob_diff_unmasked": 0.0}
     for image_name in spec["images"]:
@@ -305,7 +377,7 @@ def _compare(dst: Path, ref: dict, spec: dict, work: Path) -> dict:
             stats["max_logit_diff"] = max(stats["max_logit_diff"], diff)
             ours, ours_full, theirs = [], [], []
             for label in question["labels"]:
-                suffix = tok(prompt + " " + label)["input_ids"][len(tok(prompt)["input_ids"]):]
+                suffix = tok(prompt + fmt.answer_prefix + label)["input_ids"][len(tok(prompt)["input_ids"]):]
                 stats["ids_equal"] &= suffix == r["options"][label]["suffix"]
                 full = torch.tensor([ids + suffix])
                 with torch.inference_mode():
@@ -329,31 +401,72 @@ def _compare(dst: Path, ref: dict, spec: dict, work: Path) -> dict:
                 (torch.softmax(torch.stack(ours_full), 0) - theirs_p).abs().max().item())
     stats["passes"] = bool(stats["ids_equal"] and stats["prompts_equal"]
                            and stats["max_logit_diff"] <= LOGIT_TOLERANCE
-                           and stats["max_logprob_diff"] <= LOGIT_TOLERANCE
+                           and stats["max_logprob_diff"] <= LOGPROB_TOLERANCE
                            and stats["max_prob_diff"] <= PROB_TOLERANCE)
     return stats
 
 
-def _judge_level(dst: Path, ref: dict, spec: dict, work: Path) -> float | None:
-    """Max |option probability difference| through the library's judge (``load_judge().answer``), or None
-    when the judge is not available in this checkout."""
-    try:
-        from evalalign_metric.judge.loading import load_judge
-    except ImportError:
-        return None
+def _tokenizer_level(work: Path, slow: dict, spec: dict) -> dict:
+    """How many probe prompts :class:`SentencePieceReference` (the converter's check) tokenises exactly as
+    the reference's slow tokenizer, per tokenizer style and ``legacy`` mode."""
+    from evalalign_metric.convert.spm_reference import SentencePieceReference
+
+    counts = {}
+    for key, rows in slow.items():
+        style, legacy = key.split("/")
+        folder = work / f"llava-tiny-{'flat' if style == 'llama' else 'yi_anyres_unpad'}"
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        ref = SentencePieceReference(folder / "tokenizer.model", legacy=legacy == "True",
+                                     add_bos=bool(config.get("add_bos_token", True)))
+        same = sum(ref.ids(p) == ids for p, ids in zip(spec["probe_prompts"], rows))
+        counts[key] = {"equal": same, "prompts": len(rows)}
+    return counts
+
+
+def reference_greedy(options: dict) -> str:
+    """The option greedy decoding restricted to the options' tokens reaches, from the reference's per-token
+    log-probabilities (``label -> {"suffix": ids, "steps": log P of each}``): at each node, the child token
+    with the larger cumulative log-probability, until an option is complete."""
+    node: tuple = ()
+    while True:
+        done = [label for label, o in options.items() if tuple(o["suffix"]) == node]
+        if done:
+            return done[0]
+        children: dict[tuple, float] = {}
+        for o in options.values():
+            ids = tuple(o["suffix"])
+            if ids[: len(node)] == node and len(ids) > len(node):
+                children.setdefault(ids[: len(node) + 1], sum(o["steps"][: len(node) + 1]))
+        node = max(children, key=children.get)
+
+
+def _judge_level(dst: Path, refs: dict[str, dict], spec: dict, work: Path) -> dict:
+    """Through the library's judge (``load_judge().answer``, its own rules for the newline and the reading):
+    max |option probability difference| and arg-max agreement with the reference, each question compared
+    with ``refs[path]`` for the path EvalAlign's script for its dimension uses (``SCRIPT_PATH``) or, when only
+    one path was run, with that one."""
     import torch
     from PIL import Image
 
+    from evalalign_metric.judge.loading import load_judge
+
     judge = load_judge(dst, dtype=torch.float32, device="cpu", cache=False)
-    worst = 0.0
+    worst, same, greedy_same, readings_differ, total = 0.0, 0, 0, 0, 0
     for image_name in spec["images"]:
         image = Image.open(work / "images" / image_name).convert("RGB")
         questions = [(q["text"], tuple(q["labels"])) for q in spec["questions"].values()]
         answers = judge.answer([image], [questions])[0]
         for (qid, q), dist in zip(spec["questions"].items(), answers):
+            ref = refs.get(SCRIPT_PATH[qid.split("/")[0]]) or next(iter(refs.values()))
             theirs = torch.tensor([ref[f"{image_name}/{qid}"]["options"][lab]["log_prob"] for lab in q["labels"]])
             worst = max(worst, (dist.probs - torch.softmax(theirs, dim=0)).abs().max().item())
-    return worst
+            same += dist.argmax_label == q["labels"][int(theirs.argmax())]
+            greedy = reference_greedy(ref[f"{image_name}/{qid}"]["options"])
+            greedy_same += dist.greedy_label == greedy
+            readings_differ += greedy != q["labels"][int(theirs.argmax())]
+            total += 1
+    return {"max_prob_diff": worst, "argmax_equal": same, "greedy_equal": greedy_same, "items": total,
+            "reference_greedy_differs_from_argmax": readings_differ}
 
 
 def run(venv: Path, work: Path) -> dict:
@@ -370,23 +483,31 @@ def run(venv: Path, work: Path) -> dict:
     timings["spec"] = time.perf_counter() - start
     timings["reference_build"] = _run_worker(python, "build", work)
     timings["reference_run"] = _run_worker(python, "reference", work)
+    timings["reference_tokenize"] = _run_worker(python, "tokenize", work)
     reference = json.loads((work / "reference.json").read_text())
+    report["tokenizer"] = _tokenizer_level(work, json.loads((work / "tokenize.json").read_text()), spec)
     start = time.perf_counter()
     for (variant, path), keep in PATHS.items():
         dst = work / f"native-{variant}-{path}"
         shutil.rmtree(dst, ignore_errors=True)
         convert_llava_checkpoint(work / f"llava-tiny-{variant}", dst, keep_image_newline=keep)
         ref = reference[f"{variant}/{path}"]
-        report["checks"][f"{variant}/{path}"] = _compare(dst, ref, spec, work)
-        report["judge_level"][f"{variant}/{path}"] = _judge_level(dst, ref, spec, work)
+        chat = VARIANTS[variant]["chat"]
+        report["checks"][f"{variant}/{path}"] = _compare(dst, ref, spec, work, chat)
         kinds = ["swapped-projector"] + (["tower-instead-of-checkpoint"] if VARIANTS[variant]["unfreeze"] else [])
         for kind in kinds:
             bad = _corrupt(dst, kind, work / "clip-tower")
-            report["controls"][f"{variant}/{path}/{kind}"] = _compare(bad, ref, spec, work)
+            report["controls"][f"{variant}/{path}/{kind}"] = _compare(bad, ref, spec, work, chat)
+    # One judge per checkpoint, as `evalalign convert` writes it by default, against EvalAlign's per-script
+    # input shapes (faithfulness: a list of images; alignment: a 4-D tensor).
+    for variant in VARIANTS:
+        refs = {path: reference[f"{variant}/{path}"] for v, path in PATHS if v == variant}
+        report["judge_level"][variant] = _judge_level(work / f"native-{variant}-{min(refs)}", refs, spec, work)
     timings["native"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - total
     report["timings_s"] = timings
-    report["ok"] = all(c["passes"] for c in report["checks"].values()) and not any(
+    report["ok"] = all(t["equal"] == t["prompts"] for t in report["tokenizer"].values()) and all(
+        c["passes"] for c in report["checks"].values()) and not any(
         c["passes"] for c in report["controls"].values())
     return report
 
@@ -396,9 +517,14 @@ def print_report(report: dict) -> None:
         print(f"parity   {name:<22} ids_equal={c['ids_equal']} max|logit diff|={c['max_logit_diff']:.2e} "
               f"max|log P(option) diff|={c['max_logprob_diff']:.2e} max|option prob diff|={c['max_prob_diff']:.2e} "
               f"(softmax incl. <image>: {c['max_prob_diff_unmasked']:.2e}) -> {'PASS' if c['passes'] else 'FAIL'}")
+    for name, t in report["tokenizer"].items():
+        print(f"tokens   {name:<22} spm_reference == slow tokenizer (tokenizer_image_token) on "
+              f"{t['equal']}/{t['prompts']} prompts")
     for name, value in report["judge_level"].items():
-        shown = "n/a" if value is None else f"{value:.2e}"
-        print(f"judge    {name:<22} max|prob diff| through load_judge().answer = {shown}")
+        print(f"judge    {name:<22} through load_judge().answer, per EvalAlign script: max|prob diff|="
+              f"{value['max_prob_diff']:.2e} argmax equal {value['argmax_equal']}/{value['items']}, greedy "
+              f"reading equal {value['greedy_equal']}/{value['items']} (the reference's greedy and argmax "
+              f"differ on {value['reference_greedy_differs_from_argmax']})")
     for name, c in report["controls"].items():
         print(f"control  {name:<48} max|logit diff|={c['max_logit_diff']:.2e} "
               f"max|option prob diff|={c['max_prob_diff']:.2e} -> "
@@ -413,10 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", type=Path, default=default_venv(), help="reference venv (created if missing)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
-    parser.add_argument("--worker", choices=["build", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["build", "reference", "tokenize"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        {"build": _worker_build, "reference": _worker_reference}[args.worker](args.work)
+        {"build": _worker_build, "reference": _worker_reference, "tokenize": _worker_tokenize}[args.worker](args.work)
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="evalalign-parity-"))
     work.mkdir(parents=True, exist_ok=True)

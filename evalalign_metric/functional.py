@@ -1,8 +1,11 @@
 """Scoring as plain functions: option probabilities -> scores -> aggregates, and one-call image scoring.
 
 Per question (:func:`question_scores`):
-- **argmax** (EvalAlign): the most probable option's score; an arg-max on a not-applicable option
-  (``-1``) makes the question N/A.
+- **argmax** (EvalAlign): the score of the option the judge answers; an answer on a not-applicable option
+  (``-1``) makes the question N/A. :func:`score_images` takes the option greedy decoding reaches over the
+  options' token tree, as EvalAlign's code reads the judge (``choice``); without ``choice`` it is the most
+  probable option (the product of its tokens' probabilities), which differs for multi-token options
+  (docs/scoring.md).
 - **expectation** (QAlign / iMatch): N/A when the not-applicable options hold at least half the option
   mass; otherwise ``sum_i p_i * score_i`` over the scored options, renormalised.
 
@@ -44,12 +47,19 @@ NAN = float("nan")
 SCORING_MODES = ("argmax", "expectation")
 
 
-def question_scores(probs: torch.Tensor, scores: Sequence[float | None]) -> tuple[float, float]:
-    """(argmax score, expected score) of one answer; NaN marks not applicable."""
+def question_scores(probs: torch.Tensor, scores: Sequence[float | None], choice: int | None = None
+                    ) -> tuple[float, float]:
+    """(argmax score, expected score) of one answer; NaN marks not applicable.
+
+    ``choice`` is the index of the option the judge answers (its greedy reading,
+    :attr:`~evalalign_metric.judge.OptionDistribution.greedy_index`); None takes the most probable option.
+    """
     probs = probs.double()
     if probs.shape != (len(scores),):
         raise InputError(f"probs has shape {tuple(probs.shape)}; expected ({len(scores)},) for the options")
-    best = int(torch.argmax(probs))
+    if choice is not None and not 0 <= choice < len(scores):
+        raise InputError(f"choice={choice} is not the index of one of the {len(scores)} options")
+    best = int(torch.argmax(probs)) if choice is None else choice
     discrete = NAN if scores[best] is None else float(scores[best])
     scored = torch.tensor([s is not None for s in scores])
     p_scored = probs[scored]
@@ -217,7 +227,7 @@ def score_images(judge, protocol: Protocol | str, images, prompts: Sequence[str]
         result = ImageResult(prompt=prompt, elements_source=source)
         for q, dist in zip(questions, dists):
             probs = dist.probs
-            discrete, expected = question_scores(probs, q.aspect.scores)
+            discrete, expected = question_scores(probs, q.aspect.scores, getattr(dist, "greedy_index", None))
             result.questions.append(QuestionResult(
                 aspect=q.aspect.key, question=q.text, labels=dist.labels, probs=probs.tolist(),
                 outside_mass=dist.outside_mass, argmax=discrete, expectation=expected, element=q.element))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,24 @@ def test_the_demo_prints_its_stages_only_without_a_progress_bar(capsys, monkeypa
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     stage_printer(None)("the progress bars show this on a terminal")
     assert capsys.readouterr().err == ""
+
+
+def test_the_command_starts_without_importing_torch():
+    # `evalalign demo` prints its first stage line before the seconds that importing torch takes; that needs a
+    # package __init__ and command modules that import the heavy libraries only where used.
+    code = ("import sys, evalalign_metric.cli as cli; cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'torchmetrics') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_package_exports_load_on_first_use():
+    import evalalign_metric
+    from evalalign_metric.metric import EvalAlignScore
+    from evalalign_metric.protocol import load_protocol
+
+    assert evalalign_metric.EvalAlignScore is EvalAlignScore
+    assert evalalign_metric.load_protocol is load_protocol
+    assert set(evalalign_metric.__all__) <= set(dir(evalalign_metric))
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        evalalign_metric.nosuch

@@ -592,13 +592,14 @@ def test_demo_without_the_embedded_judge_says_the_judge_is_untrained(tmp_path, m
     assert "UNTRAINED DEMO JUDGE" in err and "UNTRAINED DEMO JUDGE" in out
     # no progress bar: one line per stage, saying what the demo does and on how many images
     stages = [line for line in err.splitlines() if line.startswith("evalalign demo: ") and "UNTRAINED" not in line]
-    assert stages[0].startswith("evalalign demo: drawing 10 scenes for each of 2 pretend text-to-image models")
+    assert stages[0] == "evalalign demo: starting: importing torch and transformers, loading the embedded judges"
+    assert stages[1].startswith("evalalign demo: drawing 10 scenes for each of 2 pretend text-to-image models")
     for protocol in ("EvalAlign", "iMatch"):
         assert f"evalalign demo: {protocol} protocol: scoring painter's 10 images (judge: the untrained demo judge)" \
             in stages
         assert any(s.startswith(f"evalalign demo: {protocol} protocol: leaderboard of 2 models over 20 images")
                    for s in stages)
-    assert len(stages) == 7
+    assert len(stages) == 8
     demo = tmp_path / "demo"
     assert {p.name for p in demo.iterdir()} >= {"report.html", "report.png", "leaderboard.json", "images", "results"}
     assert len(list((demo / "images" / "painter").glob("*.png"))) == 10

@@ -140,7 +140,7 @@ def test_tokenizer_reproduces_reference_ids_and_vicuna_format(flat, tmp_path):
     dst = convert_llava_checkpoint(flat, tmp_path / "evalalign-v1.0-34b")
     sidecar = json.loads((dst / "evalalign_judge.json").read_text())
     assert sidecar == {"format_version": 1, "chat_format": "vicuna_v1", "protocol": "evalalign",
-                       "pad_to_square": True}
+                       "pad_to_square": True, "dtype": "float16"}
     _, processor = _load(dst)
     tok = processor.tokenizer
     prompt = CHAT_FORMATS["vicuna_v1"].render("<image>\nIs the body fine? \nOptions: 0.No, 1.Yes, the answer is")
@@ -151,7 +151,8 @@ def test_tokenizer_reproduces_reference_ids_and_vicuna_format(flat, tmp_path):
 
 
 def test_chatml_tokenizer_gives_chatml_sidecar(tmp_path):
-    src = build_original_llava(tmp_path / "src", chat_format="chatml")
+    # Yi-like (no dummy prefix), as a ChatML judge's tokenizer is: see tests/test_convert_official.py.
+    src = build_original_llava(tmp_path / "src", chat_format="chatml", dummy_prefix=False)
     dst = convert_llava_checkpoint(src, tmp_path / "evalalign-v1.0-13b")
     assert json.loads((dst / "evalalign_judge.json").read_text())["chat_format"] == "chatml"
 

@@ -27,5 +27,12 @@ def test_converted_judges_match_the_reference(tmp_path, load_benchmark):
         assert check["ids_equal"] and check["prompts_equal"], name
         assert check["max_logit_diff"] <= bench.LOGIT_TOLERANCE, (name, check)
         assert check["max_prob_diff"] <= bench.PROB_TOLERANCE, (name, check)
+    for name, counted in report["tokenizer"].items():
+        assert counted["equal"] == counted["prompts"] > 100, name
+    # One judge per checkpoint against EvalAlign's per-script input shapes (34B style: newline per question).
+    assert set(report["judge_level"]) == {"flat", "spatial_unpad", "yi_anyres_unpad"}
+    for name, judged in report["judge_level"].items():
+        assert judged["max_prob_diff"] <= bench.PROB_TOLERANCE, (name, judged)
+        assert judged["argmax_equal"] == judged["greedy_equal"] == judged["items"], (name, judged)
     # Deliberately wrong mappings must be caught by the same check.
     assert report["controls"] and not any(c["passes"] for c in report["controls"].values())

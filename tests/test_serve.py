@@ -400,3 +400,14 @@ def test_ddp_ranks_share_one_served_judge(tiny_judge_path, tmp_path):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got.keys() == expected.keys()
         assert all(same([got[k]], [v], tol=1e-5) for k, v in expected.items()), rank
+
+
+def test_remote_judge_carries_the_greedy_reading(server, local_reward):
+    from evalalign_metric.protocol import load_protocol
+
+    asked = [[(a.template, a.labels) for a in load_protocol("evalalign").aspects if a.dimension == "faithfulness"]]
+    images = [Image.new("RGB", (32, 24), (200, 40, 30))]
+    [remote] = RemoteJudge(server).answer(images, asked)
+    [local] = local_reward.judge.answer(images, asked)
+    assert all(d.greedy_index is not None for d in remote)
+    assert [d.greedy_label for d in remote] == [d.greedy_label for d in local]

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                         help="local CLIP tower folder for mm_vision_tower (default: looked up by name)")
     parser.add_argument("--no-image-newline", action="store_true",
                         help="for spatial_unpad checkpoints, drop image_newline and build plain Llava (the "
-                             "reference's batched-tensor path) instead of single-tile LlavaNext")
+                             "reference's batched-tensor path) for every question, instead of single-tile "
+                             "LlavaNext that adds it to faithfulness questions only, as EvalAlign's scripts do")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="accept .bin/.pt weights (pickle can run code when loaded; trust the source)")
     parser.add_argument("--dtype", choices=_DTYPES, default=None, help="cast the weights (default: keep)")

@@ -67,6 +67,9 @@ def stage_printer(progress: bool | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    say = stage_printer(args.progress)
+    # Said before the imports below: importing torch and transformers takes seconds on a small machine.
+    say("starting: importing torch and transformers, loading the embedded judges")
     from evalalign_metric.errors import InputError
     from evalalign_metric.report import build_leaderboard, format_leaderboard, load_run, write_report
     from evalalign_metric.runs import default_judge, score_folder
@@ -85,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
     untrained = any(not judge.trained for judge in judges.values())
     if untrained:
         print(f"evalalign demo: {DEMO_JUDGE_NOTE}", file=sys.stderr)
-    say = stage_printer(args.progress)
     say(f"drawing {N_PROMPTS} scenes for each of 2 pretend text-to-image models into {out_dir / 'images'}")
     folders = write_demo_images(out_dir / "images")
     for protocol, judge in judges.items():

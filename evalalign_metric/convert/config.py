@@ -7,6 +7,7 @@ Original field                -> native field
 ``mm_vision_select_feature``  -> ``vision_feature_select_strategy``
                                  (``patch`` -> ``default``, ``cls_patch`` -> ``full``)
 ``mm_patch_merge_type``       -> ``LlavaNextConfig`` with one tile when it is ``spatial_unpad`` (image_newline)
+``image_aspect_ratio``        -> the sidecar's ``pad_to_square`` (``anyres`` runs as ``pad``, as EvalAlign does)
 every Llama field             -> ``text_config``
 
 Example:
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from evalalign_metric.errors import JudgeLoadError, UnsupportedModelError
@@ -69,6 +71,36 @@ def uses_image_newline(config: dict) -> bool:
     return "unpad" in merge
 
 
+def image_aspect_ratio(config: dict, *, warn: bool = True) -> str:
+    """How the judge sees an image: ``"pad"`` (padded to a square) or ``"square"`` (resized as is).
+
+    ``anyres`` (LLaVA-1.6's multi-tile setting, in the official 34B config) is run as ``"pad"`` with a
+    warning: EvalAlign's own inference code pads every image to one tile whatever the config says
+    (docs/judges.md).
+    """
+    aspect = config.get("image_aspect_ratio", "square")
+    if aspect in ("pad", "square"):
+        return aspect
+    if isinstance(aspect, str) and aspect.startswith("anyres"):
+        if warn:
+            warnings.warn(
+                f"image_aspect_ratio={aspect!r} is run as 'pad' (one tile per image, padded to a square), as "
+                "EvalAlign's inference code runs its judges", stacklevel=3,
+            )
+        return "pad"
+    raise UnsupportedModelError(
+        f"image_aspect_ratio={aspect!r} is not supported (expected 'pad', 'square' or 'anyres': the converted "
+        "judge sees one tile per image, as EvalAlign runs its checkpoints)"
+    )
+
+
+def trained_dtype(config: dict) -> str | None:
+    """The dtype the checkpoint was saved in (``torch_dtype``: ``"float16"`` for the official judges, which
+    EvalAlign runs in fp16), or None when the config does not say or names no floating dtype."""
+    value = config.get("torch_dtype") or config.get("dtype")
+    return value if value in ("float16", "bfloat16", "float32") else None
+
+
 def check_supported(config: dict) -> None:
     """Raise :class:`UnsupportedModelError` for original-format settings the native classes cannot express."""
     model_type = config.get("model_type")
@@ -84,12 +116,7 @@ def check_supported(config: dict) -> None:
         )
     if config.get("mm_use_im_start_end"):
         raise UnsupportedModelError("mm_use_im_start_end=true (image start/end tokens) is not supported")
-    aspect = config.get("image_aspect_ratio", "square")
-    if aspect not in ("pad", "square"):
-        raise UnsupportedModelError(
-            f"image_aspect_ratio={aspect!r} is not supported (only 'pad' and 'square': the converted judge "
-            "sees one tile per image, as the EvalAlign checkpoints do)"
-        )
+    image_aspect_ratio(config, warn=False)
     if not isinstance(config.get("mm_vision_select_layer", -2), int):
         raise UnsupportedModelError("mm_vision_select_layer must be one integer layer index")
     select_strategy(config)

@@ -30,18 +30,14 @@ import torch
 
 from evalalign_metric.convert import config as cfg
 from evalalign_metric.convert import processor as proc
+from evalalign_metric.convert.errors import ConversionError
 from evalalign_metric.convert.mapping import DROP, UNEXPECTED, rename_checkpoint_key, rename_tower_key
-from evalalign_metric.convert.tower import VisionTower, known_tower, locate_tower, read_tower
-from evalalign_metric.convert.weights import iter_tensors, tensor_shapes, weight_files
-from evalalign_metric.errors import JudgeLoadError
+from evalalign_metric.convert.tower import VisionTower, has_weights, known_tower, locate_tower, read_tower
+from evalalign_metric.convert.weights import PickleWeightsRefusedError, iter_tensors, tensor_shapes, weight_files
 
 _CKPT_VISION_PREFIX = "model.vision_tower.vision_tower."
 _EMBED = "model.language_model.embed_tokens.weight"
 _HEAD = "lm_head.weight"
-
-
-class ConversionError(JudgeLoadError):
-    """The checkpoint cannot be converted as it is (missing or unexpected weights, wrong shapes...)."""
 
 
 def is_original_llava_dir(folder: str | Path) -> bool:
@@ -66,11 +62,19 @@ def _choose_tower(config: dict, src: Path, *, vision_tower, tower_resolver, has_
             f"({_CKPT_VISION_PREFIX}*)"
         )
     folder = locate_tower(name, tower_path=vision_tower, checkpoint_dir=src,
-                          resolver=None if from_checkpoint and known_tower(name) else tower_resolver)
+                          resolver=None if from_checkpoint and known_tower(name) else tower_resolver,
+                          need_weights=not from_checkpoint, allow_pickle=allow_pickle)
     if folder is not None:
         tower = read_tower(folder, name)
         if from_checkpoint:
             return tower, []
+        if not allow_pickle and not has_weights(folder, allow_pickle=False) and vision_tower is None:
+            raise PickleWeightsRefusedError(
+                f"the vision tower {name!r} ({folder}) has no safetensors weights: its repo likely ships only "
+                "pickle weights (pytorch_model.bin, as openai/clip-vit-large-patch14-336 does), which are not "
+                "downloaded or loaded unless you trust them: pass allow_pickle=True (CLI: --allow-pickle), or "
+                "vision_tower=PATH (CLI: --vision-tower PATH) to a CLIP folder with safetensors"
+            )
         return tower, weight_files(folder, allow_pickle=allow_pickle)
     tower = known_tower(name)
     if from_checkpoint and tower is not None:
@@ -203,9 +207,10 @@ def convert_llava_checkpoint(
         dst: folder to create; it must not exist or be empty.
         vision_tower: local CLIP folder to use for ``mm_vision_tower`` (else it is looked up by name: as a
             path, inside ``src``, in the Hugging Face cache, then through ``tower_resolver``).
-        keep_image_newline: for ``spatial_unpad`` checkpoints, build ``LlavaNext`` with ``image_newline``
-            (the reference's list-of-images path, its faithfulness script); False builds plain ``Llava``
-            without it (the reference's batched-tensor path, its alignment script).
+        keep_image_newline: for ``spatial_unpad`` checkpoints, build ``LlavaNext`` with ``image_newline`` and
+            record EvalAlign's per-script rule in the sidecar: faithfulness questions with the newline (its
+            list-of-images path), alignment questions without (its batched-tensor path). False builds plain
+            ``Llava`` without it for every question.
         allow_pickle: accept ``.bin`` / ``.pt`` weights (they can run code when loaded).
         dtype: cast floating weights (default: keep the checkpoint's dtype).
         tower_resolver: ``name -> folder or None``, used when the tower is not found locally.
@@ -234,7 +239,7 @@ def convert_llava_checkpoint(
         raise ConversionError(f"{src}: mm_patch_merge_type is {original.get('mm_patch_merge_type')!r} but "
                               "the checkpoint has no model.image_newline")
 
-    tokenizer, legacy = proc.load_tokenizer(src)
+    tokenizer, tokenizer_options, spm_reference = proc.load_tokenizer(src)
     image_token_id = tokenizer.convert_tokens_to_ids(proc.IMAGE_TOKEN)
     old_vocab = int(original.get("vocab_size", len(tokenizer)))
     if len(tokenizer) > max(old_vocab, image_token_id + 1) or image_token_id > old_vocab:
@@ -266,11 +271,13 @@ def convert_llava_checkpoint(
     processor = proc.build_processor(tokenizer, tower, llava_next=keep_newline, patch_size=patch_size,
                                      strategy=strategy, chat_format=chat_format)
     processor.save_pretrained(str(dst))
-    proc.save_tokenizer(tokenizer, legacy, dst)
+    proc.save_tokenizer(tokenizer, tokenizer_options, dst)
     proc.write_sidecar(dst, chat_format=chat_format,
-                       pad_to_square=original.get("image_aspect_ratio", "square") == "pad")
+                       pad_to_square=cfg.image_aspect_ratio(original) == "pad",
+                       image_newline=proc.EVALALIGN_NEWLINE_RULE if keep_newline else None,
+                       dtype=cfg.trained_dtype(original))
     _self_check(dst, tower, keep_newline=keep_newline, strategy=strategy, patch_size=patch_size,
-                must_match=proc.matches_reference(tokenizer, image_token_id))
+                reference=spm_reference)
     return dst
 
 
@@ -282,8 +289,8 @@ def _save_generation_config(dst: Path, tokenizer) -> None:
 
 
 def _self_check(dst: Path, tower: VisionTower, *, keep_newline: bool, strategy: str, patch_size: int,
-                must_match: bool) -> None:
-    """Reload the saved processor: the image-token count and the reference token ids must survive saving."""
+                reference) -> None:
+    """Reload the saved processor: the image-token count and the SentencePiece token ids must survive saving."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(dst))
@@ -293,5 +300,7 @@ def _self_check(dst: Path, tower: VisionTower, *, keep_newline: bool, strategy: 
     if got != want:
         raise ConversionError(f"the saved processor writes {got} image tokens per image, the model expects {want}")
     tokenizer = processor.tokenizer
-    if must_match and not proc.matches_reference(tokenizer, tokenizer.convert_tokens_to_ids(proc.IMAGE_TOKEN)):
-        raise ConversionError("the saved tokenizer no longer reproduces the reference token ids")
+    problem = None if reference is None else proc.first_mismatch(
+        tokenizer, reference, tokenizer.convert_tokens_to_ids(proc.IMAGE_TOKEN))
+    if problem is not None:
+        raise proc.TokenizerMismatchError(f"the saved tokenizer no longer reproduces the SentencePiece ids: {problem}")

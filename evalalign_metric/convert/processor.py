@@ -2,9 +2,11 @@
 CLIP-style image processor, the chat template and the ``evalalign_judge.json`` sidecar.
 
 The chat format is read from the tokenizer (ChatML when it knows ``<|im_start|>``, Vicuna v1 otherwise),
-never from a folder name. The reference tokenises the text on each side of ``<image>`` separately, which
-with a SentencePiece (Llama) tokenizer puts a ``▁`` right after the image; a single-pass tokenizer gives
-the same ids only in the ``legacy`` mode, so the converter picks the mode that reproduces the reference ids.
+never from a folder name. The reference tokenises the text on each side of ``<image>`` separately with the
+slow SentencePiece tokenizer, which with a Llama-2 model puts a ``▁`` right after the image and with a Yi
+model (no dummy prefix) puts none anywhere. The converter loads the fast tokenizer in the mode whose single
+pass reproduces that (``legacy``; ``add_prefix_space=False`` when the proto has no dummy prefix), checked on
+every EvalAlign question and answer against :mod:`evalalign_metric.convert.spm_reference`.
 
 Example:
     >>> from evalalign_metric.testing import build_tiny_tokenizer
@@ -20,9 +22,9 @@ import json
 import warnings
 from pathlib import Path
 
+from evalalign_metric.convert.errors import TokenizerMismatchError
+from evalalign_metric.convert.spm_reference import IMAGE_TOKEN, SentencePieceReference, adds_dummy_prefix
 from evalalign_metric.errors import JudgeLoadError
-
-IMAGE_TOKEN = "<image>"
 _PROBE_QUESTION = "<image>\nAre there any issues with the body? \nOptions: -1.None, 0.Bad, 4.Good, the answer is"
 
 
@@ -45,25 +47,78 @@ def reference_ids(tokenizer, prompt: str, image_token_id: int) -> list[int]:
     return ids
 
 
-def probe_prompts() -> list[str]:
+def probe_prompts(chat_format: str) -> list[str]:
+    """Every EvalAlign question in ``chat_format``, alone and followed by each of its answers."""
     from evalalign_metric.judge.chat import CHAT_FORMATS
+    from evalalign_metric.protocol import load_protocol
 
-    return [fmt.render(_PROBE_QUESTION) for fmt in CHAT_FORMATS.values()]
+    fmt = CHAT_FORMATS[chat_format]
+    prompts = [fmt.render(_PROBE_QUESTION)]
+    for aspect in load_protocol("evalalign").aspects:
+        prompt = fmt.render(aspect.template)
+        prompts.append(prompt)
+        prompts.extend(prompt + fmt.answer_prefix + option.label for option in aspect.options)
+    return prompts
 
 
 def matches_reference(tokenizer, image_token_id: int) -> bool:
-    return all(tokenizer(p)["input_ids"] == reference_ids(tokenizer, p, image_token_id) for p in probe_prompts())
+    """Whether one pass of ``tokenizer`` equals its own chunk-wise ids (the reference's way of splitting)
+    on every probe prompt; used for checkpoints without ``tokenizer.model``."""
+    prompts = probe_prompts(chat_format_name(tokenizer))
+    return all(tokenizer(p)["input_ids"] == reference_ids(tokenizer, p, image_token_id) for p in prompts)
+
+
+def slow_reference(src: Path, tokenizer) -> SentencePieceReference | None:
+    """The slow tokenizer of ``src`` re-implemented on its ``tokenizer.model`` (None when it has none)."""
+    model_file = src / "tokenizer.model"
+    if not model_file.is_file():
+        return None
+    config_file = src / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    legacy = config.get("legacy")
+    return SentencePieceReference(model_file, legacy=True if legacy is None else bool(legacy),
+                                  add_bos=bool(config.get("add_bos_token", True)),
+                                  special_tokens=tokenizer.get_added_vocab())
+
+
+def first_mismatch(tokenizer, reference: SentencePieceReference, image_token_id: int) -> str | None:
+    """The first probe prompt whose single-pass ids differ from the reference's, described; None if none."""
+    for prompt in probe_prompts(chat_format_name(tokenizer)):
+        got = tokenizer(prompt)["input_ids"]
+        want = reference.ids(prompt, image_token_id)
+        if got != want:
+            at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            return (f"prompt {prompt[max(0, at - 40):][:80]!r}...: converted tokenizer "
+                    f"{tokenizer.convert_ids_to_tokens(got[at:at + 4])} vs SentencePiece "
+                    f"{[IMAGE_TOKEN if i == image_token_id else reference.piece(i) for i in want[at:at + 4]]} "
+                    f"at token {at}")
+    return None
+
+
+def _candidates(src: Path) -> list[dict]:
+    """Load options to try, in order: the SentencePiece model's own prefix rule first."""
+    model_file = src / "tokenizer.model"
+    no_prefix = model_file.is_file() and not adds_dummy_prefix(model_file)
+    extra = {"add_prefix_space": False} if no_prefix else {}
+    return [dict(legacy=legacy, **extra) for legacy in (True, False)]
 
 
 def load_tokenizer(src: Path):
-    """The checkpoint's tokenizer with ``<image>`` added, in the mode whose single-pass ids equal the
-    reference's; returns ``(tokenizer, legacy)`` where ``legacy`` is the mode chosen (None if it has none)."""
+    """The checkpoint's tokenizer with ``<image>`` added, in the mode whose single-pass ids equal the slow
+    SentencePiece tokenisation the reference ran (chunk-wise around ``<image>``).
+
+    Returns ``(tokenizer, options, reference)``: the load options chosen (``legacy``, ``add_prefix_space``)
+    and the :class:`SentencePieceReference` it was checked against (None without ``tokenizer.model``).
+
+    Raises:
+        TokenizerMismatchError: no mode reproduces the SentencePiece ids on the EvalAlign questions.
+    """
     from transformers import AutoTokenizer
 
-    last = None
-    for legacy in (True, False):
+    tried = []
+    for options in _candidates(src):
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(src), legacy=legacy)
+            tokenizer = AutoTokenizer.from_pretrained(str(src), **options)
         except (OSError, ValueError) as exc:
             raise JudgeLoadError(f"cannot load the tokenizer of {src}: {exc}") from exc
         if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -71,26 +126,38 @@ def load_tokenizer(src: Path):
                                          replace_extra_special_tokens=False)
         image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         has_mode = hasattr(tokenizer, "legacy")
-        last = (tokenizer, legacy if has_mode else None)
-        if matches_reference(tokenizer, image_id) or not has_mode:
+        if not has_mode:
+            options = {}
+        reference = slow_reference(src, tokenizer)
+        if reference is None:
+            if not matches_reference(tokenizer, image_id):
+                warnings.warn(
+                    f"the tokenizer of {src} does not reproduce the reference's token ids around <image> in a "
+                    "single pass (and it has no tokenizer.model to check against); scores may differ slightly "
+                    "from the original code", stacklevel=3,
+                )
+            return tokenizer, options, None
+        problem = first_mismatch(tokenizer, reference, image_id)
+        if problem is None:
+            return tokenizer, options, reference
+        tried.append(f"{options}: {problem}")
+        if not has_mode:
             break
-    tokenizer, legacy = last
-    if not matches_reference(tokenizer, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)):
-        warnings.warn(
-            f"the tokenizer of {src} does not reproduce the reference's token ids around <image> in a single "
-            "pass; scores may differ slightly from the original code", stacklevel=3,
-        )
-    return tokenizer, legacy
+    raise TokenizerMismatchError(
+        f"the converted tokenizer of {src} does not reproduce the slow SentencePiece tokenisation "
+        f"(tokenizer.model, legacy={reference.legacy}, dummy prefix={reference.adds_dummy_prefix}) that the "
+        "original code feeds the judge; converting would change its answers. Tried " + "; ".join(tried)
+    )
 
 
-def save_tokenizer(tokenizer, legacy: bool | None, dst: Path) -> None:
+def save_tokenizer(tokenizer, options: dict, dst: Path) -> None:
     tokenizer.save_pretrained(str(dst))
-    if legacy is None:
+    if not options:
         return
     # transformers does not write the mode back, and rebuilds the pre-tokenizer from it when loading.
     path = dst / "tokenizer_config.json"
     data = json.loads(path.read_text())
-    data["legacy"] = legacy
+    data.update(options)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -145,9 +212,20 @@ def count_image_tokens(processor, image_size: int) -> int:
     return int((out["input_ids"][0] == image_id).sum())
 
 
-def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool) -> None:
+# EvalAlign's scripts with a spatial_unpad judge: faithfulness passes a list of images (image_newline
+# appended), alignment a 4-D tensor (not appended). See evalalign_metric.judge.newline.
+EVALALIGN_NEWLINE_RULE = {"faithfulness": True, "alignment": False}
+
+
+def write_sidecar(dst: Path, *, chat_format: str, pad_to_square: bool, image_newline: dict | None = None,
+                  dtype: str | None = None) -> None:
     from evalalign_metric.judge.chat import SIDECAR_NAME
+    from evalalign_metric.judge.newline import SIDECAR_KEY
 
     payload = {"format_version": 1, "chat_format": chat_format, "protocol": "evalalign",
                "pad_to_square": pad_to_square}
+    if image_newline is not None:
+        payload[SIDECAR_KEY] = dict(image_newline)
+    if dtype is not None:
+        payload["dtype"] = dtype  # what the judge was trained and run in: its default on a GPU
     (dst / SIDECAR_NAME).write_text(json.dumps(payload, indent=1) + "\n")

@@ -35,26 +35,35 @@ def _corpus() -> list[str]:
     return texts * 2
 
 
-def train_sentencepiece(folder: Path, *, chatml: bool = False, vocab_size: int = 500) -> Path:
-    """Train a Llama-like SentencePiece BPE model into ``folder/tokenizer.model`` with its config files."""
+def train_sentencepiece(folder: Path, *, chatml: bool = False, vocab_size: int = 500, dummy_prefix: bool = True
+                        ) -> Path:
+    """Train a Llama-like SentencePiece BPE model into ``folder/tokenizer.model`` with its config files.
+
+    ``dummy_prefix=False`` gives a Yi-like model instead: no ``▁`` before the text (``add_dummy_prefix``
+    false in the proto), ``<|startoftext|>`` / ``<|endoftext|>``, no beginning-of-sequence token added and no
+    ``legacy`` key in ``tokenizer_config.json`` (so transformers 4.3x's slow tokenizer runs in legacy mode).
+    """
     import sentencepiece as spm
 
     folder.mkdir(parents=True, exist_ok=True)
+    bos, eos = ("<s>", "</s>") if dummy_prefix else ("<|startoftext|>", "<|endoftext|>")
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(_corpus()), model_prefix=str(folder / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, split_digits=True, character_coverage=1.0, unk_id=0, bos_id=1,
-        eos_id=2, pad_id=-1, add_dummy_prefix=True, remove_extra_whitespaces=False,
+        eos_id=2, pad_id=-1, add_dummy_prefix=dummy_prefix, remove_extra_whitespaces=False,
         normalization_rule_name="identity", user_defined_symbols=CHATML_TOKENS if chatml else [],
-        minloglevel=2,
+        bos_piece=bos, eos_piece=eos, minloglevel=2,
     )
     (folder / "tokenizer.vocab").unlink(missing_ok=True)
     tokenizer_config = {
-        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>",
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": dummy_prefix, "add_eos_token": False,
+        "bos_token": bos, "eos_token": eos, "unk_token": "<unk>", "pad_token": "<unk>",
         "model_max_length": 2048, "padding_side": "right",
     }
+    if dummy_prefix:
+        tokenizer_config["legacy"] = False
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
-    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>"}
+    special = {"bos_token": bos, "eos_token": eos, "unk_token": "<unk>", "pad_token": "<unk>"}
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=1))
     return folder / "tokenizer.model"
 
@@ -100,6 +109,8 @@ def build_original_llava(
     hidden_size: int = 32,
     seed: int = 0,
     dtype: torch.dtype = torch.float16,
+    dummy_prefix: bool = True,
+    aspect_ratio: str = "pad",
 ) -> Path:
     """Build a tiny original-format checkpoint in ``path/checkpoint`` (tower in ``path/clip-tower``).
 
@@ -110,6 +121,9 @@ def build_original_llava(
         chat_format: ``"chatml"`` gives the tokenizer ``<|im_start|>`` / ``<|im_end|>``.
         tower_name: what ``mm_vision_tower`` says (default: the tower folder's absolute path).
         dtype: the stored dtype (the official checkpoints are float16).
+        dummy_prefix: False builds a Yi-like SentencePiece tokenizer (see :func:`train_sentencepiece`), as
+            the 34B judge's.
+        aspect_ratio: what ``image_aspect_ratio`` says (``"anyres"`` for a LLaVA-1.6 config).
     """
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -118,7 +132,7 @@ def build_original_llava(
     ckpt = root / "checkpoint"
     tower_dir = build_clip_tower(root / "clip-tower", image_size=image_size, patch_size=patch_size,
                                  hidden_size=hidden_size, seed=seed + 1)
-    train_sentencepiece(ckpt, chatml=chat_format == "chatml")
+    train_sentencepiece(ckpt, chatml=chat_format == "chatml", dummy_prefix=dummy_prefix)
     import sentencepiece as spm
 
     vocab = spm.SentencePieceProcessor(model_file=str(ckpt / "tokenizer.model")).get_piece_size()
@@ -150,7 +164,7 @@ def build_original_llava(
         "rope_scaling": None, "torch_dtype": str(dtype).removeprefix("torch."), "mm_hidden_size": hidden_size,
         "mm_projector_type": "mlp2x_gelu", "mm_vision_tower": tower_name or str(tower_dir.resolve()),
         "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch", "mm_patch_merge_type": merge,
-        "image_aspect_ratio": "pad", "mm_use_im_start_end": False, "mm_use_im_patch_token": False,
+        "image_aspect_ratio": aspect_ratio, "mm_use_im_start_end": False, "mm_use_im_patch_token": False,
         "unfreeze_mm_vision_tower": unfreeze_vision, "tune_mm_mlp_adapter": False, "use_mm_proj": True,
         "tokenizer_model_max_length": 2048, "tokenizer_padding_side": "right",
     })

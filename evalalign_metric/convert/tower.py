@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from evalalign_metric.convert.weights import PICKLE_SUFFIXES
 from evalalign_metric.errors import JudgeLoadError, UnsupportedModelError
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -36,6 +37,7 @@ _KNOWN_VISION_CONFIGS = {
 }
 
 TOWER_WEIGHT_PATTERNS = ["*.safetensors", "*.json"]
+PICKLE_PATTERNS = ["*.bin", "*.pt"]
 
 
 @dataclass
@@ -107,10 +109,16 @@ def locate_tower(
     tower_path: str | Path | None = None,
     checkpoint_dir: Path | None = None,
     resolver: Callable[[str], Path | None] | None = None,
+    need_weights: bool = False,
+    allow_pickle: bool = False,
 ) -> Path | None:
     """The folder of the tower ``name``: the explicit ``tower_path``, ``name`` itself when it is a
     folder, a folder of that name inside the checkpoint, the Hugging Face cache (offline), or whatever
-    ``resolver(name)`` returns (the Hub module passes a downloader). None when not found."""
+    ``resolver(name)`` returns (the Hub module passes a downloader). None when not found.
+
+    With ``need_weights``, a cached snapshot without weights usable under ``allow_pickle`` is passed over
+    (an earlier try without ``allow_pickle`` leaves one holding only the JSON files), so the resolver
+    downloads what is missing."""
     if tower_path is not None:
         path = Path(tower_path)
         if not (path / "config.json").is_file():
@@ -122,21 +130,28 @@ def locate_tower(
     for path in candidates:
         if (path / "config.json").is_file():
             return path
-    cached = _from_hf_cache(name)
-    if cached is not None:
+    cached = _from_hf_cache(name, allow_pickle=allow_pickle)
+    if cached is not None and (not need_weights or has_weights(cached, allow_pickle=allow_pickle)):
         return cached
     if resolver is not None:
         return resolver(name)
     return None
 
 
-def _from_hf_cache(name: str) -> Path | None:
+def has_weights(folder: Path, *, allow_pickle: bool) -> bool:
+    """Whether ``folder`` holds weight files loadable under ``allow_pickle``."""
+    suffixes = (".safetensors",) + (PICKLE_SUFFIXES if allow_pickle else ())
+    return any(p.suffix in suffixes for p in folder.iterdir() if p.is_file())
+
+
+def _from_hf_cache(name: str, *, allow_pickle: bool = False) -> Path | None:
     if name.count("/") != 1 or name.startswith(("/", ".")):
         return None
     try:
         from huggingface_hub import snapshot_download
 
-        path = Path(snapshot_download(name, allow_patterns=TOWER_WEIGHT_PATTERNS, local_files_only=True))
+        patterns = TOWER_WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
+        path = Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
     except Exception:  # not cached (or not a valid repo id): the caller decides what to do
         return None
     return path if (path / "config.json").is_file() else None

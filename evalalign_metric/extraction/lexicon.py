@@ -12,6 +12,8 @@ Example:
     3
     >>> lex.singular("knives"), lex.is_plural("people"), lex.is_plural("glass"), lex.verb_lemma("sitting")
     ('knife', True, False, 'sit')
+    >>> lex.match_name("color_names", ["two", "red", "pandas"], 1)
+    2
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from functools import lru_cache
 from importlib import resources
 from typing import Sequence
 
-_PHRASE_LISTS = ("relations", "absolute_relations", "styles", "quality_tags", "quantifiers", "ing_compounds")
+_PHRASE_LISTS = ("relations", "absolute_relations", "styles", "quality_tags", "quantifiers", "ing_compounds",
+                 "color_names")
 _WORD_SETS = ("colors", "color_modifiers", "color_nouns", "determiners", "pronouns", "auxiliaries",
               "conjunctions", "prepositions", "particles", "adverbs", "adjectives", "abstract_nouns",
               "ing_nouns", "singular_s", "uncountable", "style_heads", "keep_nouns", "possessives",
               "animate_nouns", "setting_nouns", "posture_verbs", "worn_nouns", "ly_nouns", "containers",
-              "flat_containers", "ic_nouns")
+              "flat_containers", "ic_nouns", "noun_adjectives", "suffix_nouns", "media_heads")
 _VOWELS = set("aeiou")
 
 
@@ -65,6 +68,17 @@ class Lexicon:
         for phrase in self.phrases[name].get(tokens[start].lower(), ()):
             end = start + len(phrase)
             if end <= len(tokens) and all(tokens[start + k].lower() == w for k, w in enumerate(phrase)):
+                return len(phrase)
+        return 0
+
+    def match_name(self, name: str, tokens: Sequence[str], start: int) -> int:
+        """Like :meth:`match`, the phrase's last word also matching its plural (``"red pandas"``)."""
+        if start >= len(tokens):
+            return 0
+        for phrase in self.phrases[name].get(tokens[start].lower(), ()):
+            end = start + len(phrase)
+            if end <= len(tokens) and all(tokens[start + k].lower() == w for k, w in enumerate(phrase[:-1])) \
+                    and phrase[-1] in (tokens[end - 1].lower(), self.singular(tokens[end - 1])):
                 return len(phrase)
         return 0
 

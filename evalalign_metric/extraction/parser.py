@@ -4,6 +4,10 @@ No model and no network: a tokenizer, a noun-phrase chunker and a left-to-right 
 lists of :mod:`~evalalign_metric.extraction.lexicon`. Every step looks at a bounded window of tokens, so the
 time is linear in the prompt's length (about a millisecond for an ordinary prompt).
 
+First (switchable: ``strip_syntax=False``) it takes out what the prompt says to the generator rather than
+about the image (:mod:`~evalalign_metric.extraction.prompt_syntax`: ``--ar 3:2``, ``(cat:1.2)``, ``"Generate
+an image of"``, quoted sign text), reported in :attr:`ParseResult.stripped` and the notes.
+
 What it writes, in the forms of the official ``result_info`` (rules developed on the even-index half of
 the official alignment prompts; ``benchmarks/extract_elements_parser.py`` reports the odd half as held out):
 
@@ -11,8 +15,11 @@ the official alignment prompts; ``benchmarks/extract_elements_parser.py`` report
   (``"traffic lights"``, ``"teddy bear"``, ``"anime girl"``), adjectives and colours dropped, number as
   written, in order of first mention. Not objects: abstract nouns, possessed things (``"their tails"``),
   the things of an absolute clause (``", the sun shining down"``), definite things of a trailing participial
-  clause (``", reflecting the light"``), bare singulars after a preposition (``"in hand"``) and bare words
-  after a copula (``"is dimmer"``).
+  clause (``", reflecting the light"``), bare singulars after a preposition (``"in hand"``), bare words
+  after a copula (``"is dimmer"``) and negated things (``"no cars"``, ``"without a hat"``, ``"not a dog"``,
+  ``"except bananas"``; see :func:`_negation`), which the notes name instead (``no cars``). Names that
+  start with a colour word are one name (``"red panda"``: the lexicon's ``color_names``); ``"square"``,
+  ``"stone"`` and other ``noun_adjectives`` are nouns unless a noun follows (``"a square table"``).
 - ``Count``: ``name: quantity`` -- the number word (digits become words), ``a`` for a singular, quantifiers
   as written (``a group`` / ``a pair`` / ``several`` / ``many`` / ``some``); a bare plural states no number
   and gets no count (as the official annotators mostly write); after ``each`` one per
@@ -20,18 +27,25 @@ the official alignment prompts; ``benchmarks/extract_elements_parser.py`` report
 - ``Color``: ``name: colour`` for colours bound to their noun (``"light blue"``, ``"black and white"``,
   ``"a girl in red"``, ``"in peach and coral colors"``); a predicate colour to the clause's subject (``"the
   kite above the hill is orange"``, ``"painted white"``); a colour before ``"N1 and N2"`` to a bare N2 too;
-  the colour of a style noun to what it shows (``"blue sketch of a house"``); a colour alone in a tag stays
-  unbound.
+  the colour of a style noun to what it shows (``"blue sketch of a house"``); a colour alone in a tag to the
+  prompt's first thing (``"a ship, black and gold"``), unbound when there is none. A negated colour (``"a
+  dog that is not brown"``) is not written; the notes say ``dog: not brown``.
 - ``Style``: style names from the lexicon with their coordinated adjectives (``"creative and highly
   realistic"``), ``X style`` tags, ``in the style of X``; in a comma-separated prompt a tag holding a style
-  name is one style as written (``"HD ultrarealistic"``).
+  name is one style as written (``"HD ultrarealistic"``); camera settings (``"85mm lens"``, ``"f/1.8"``,
+  ``"ISO 400"``).
 - ``Spatial``: ``subject: relation the object`` (``"cat: on the mat"``); a chain of places is one relation
   of the first subject (``"bats: on the ground in the field"``); a setting after a verb's object is where
   the subject is (``"friends enjoying pizzas in a restaurant"``: ``friends: in the restaurant``);
   ``subject: relation`` for relations without an object (``"on the left"``, ``"side by side"``). ``"in"``
-  + something worn is no place.
-- ``Action``: ``subject is/are verb`` (``"man is riding"``), or ``subject verb`` for a bare finite verb; the
-  subject is the head before its modifiers (``"glasses filled with wine sit"``: the glasses). Not actions:
+  + something worn is no place. A place tag is where the listed things are (``"a dog, in a park"``), and so
+  is a place after a list closed by ``and`` (``"an apple, a pear and a banana in a bowl"``).
+- ``Action``: ``subject is/are verb object`` (``"man is riding a horse"``), or ``subject verb object`` for a
+  bare finite verb; the object as written, after ``at`` / ``for`` / ``with`` too, joined by ``and`` / ``or``
+  and extended by ``of`` (``"cat is chasing two mice and a ball of yarn"``); no object for a place or an
+  abstract noun. The subject is the head before its modifiers (``"glasses filled with wine sit"``: the
+  glasses); after ``"N with NP"`` an ``-ing`` verb is NP's if people or animals, else a person or animal
+  N's (``"a woman with a red scarf reading a book"``). Not actions: negated verbs (a note instead),
   passives (``"are placed"``), a thing's posture in the simple present (``"a cup sits"``), trailing
   participial clauses about things, absolute clauses, and an ``-ing`` complement of a verb's object
   (``"watching two birds flying"``).
@@ -52,7 +66,7 @@ Example:
     >>> info["Style"], info["Spatial"], info["Action"]
     ('oil painting;', 'apples: on the table;', 'none')
     >>> parse_elements("a man riding a horse").result_info["Action"]
-    'man is riding;'
+    'man is riding a horse;'
     >>> parse_elements("!!!").notes
     ('nothing recognisable in prompt \\'!!!\\': every aspect is "none"',)
 """
@@ -65,10 +79,12 @@ from typing import Sequence
 
 from evalalign_metric.errors import InputError
 from evalalign_metric.extraction.lexicon import Lexicon, load_lexicon
+from evalalign_metric.extraction.prompt_syntax import StrippedPrompt, strip_prompt_syntax
 from evalalign_metric.extraction.result_info import ASPECTS, NONE, validate_result_info
 
-PARSER_VERSION = "3"
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
+PARSER_VERSION = "4"
+_TOKEN = re.compile(r"[fF]/\d+(?:\.\d+)?|[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
+_CAMERA_SPEC = re.compile(r"\d+(?:\.\d+)?mm|f/\d+(?:\.\d+)?")
 _SENTENCE_END = {".", ";", "!", "?", ":"}
 _SOFT_BREAK = {",", "(", ")", "[", "]", "{", "}", "|", "/"}
 _ADJ_SUFFIXES = ("ful", "ous", "less", "ish", "ive", "-made", "-colored", "-coloured", "-covered", "-shaped")
@@ -79,6 +95,10 @@ _RELATIVE = {"which", "who", "that", "whom"}
 _NO_ACTION_VERBS = {"be", "have", "do"}
 _COLOR_WORDS = {"color", "colors", "colour", "colours", "tones", "hues", "shades"}
 _COLORING_VERBS = {"painted", "colored", "coloured", "dyed", "tinted", "turned", "turn", "turns"}
+_NEGATORS = {"not", "never", "neither"}  # "no" (a determiner) and "without" (a preposition): see _negation
+_NEGATING_PREPOSITIONS = {"without", "except", "excluding"}
+_NEGATING_PAIRS = {("instead", "of"), ("rather", "than")}
+_CONTRACTIONS = {"can't": "can", "won't": "will", "ain't": "is", "shan't": "shall"}
 
 
 @dataclass
@@ -93,6 +113,8 @@ class NounPhrase:
     det: str | None = None  # the determiner as written ("the", "their", ...), None for none
     bare: bool = False  # no determiner, number, colour or adjective: "pillows" in "white comforters and pillows"
     kept: bool = True  # listed as an object (set by the reader: clause and position rules)
+    negated: bool = False  # "no cars", "without a hat", "not a dog": never listed, named in the notes
+    written: str = ""  # the phrase as written ("a white horse"): a verb's object in an Action element
 
 
 @dataclass
@@ -104,24 +126,38 @@ class _Item:
     text: str = ""
     np: NounPhrase | None = None
     tense: str = ""  # verbs: "ing", "ed" or "finite"
+    negated: bool = False  # under "not" / "never" / "without": not asked, named in the notes
 
 
 @dataclass(frozen=True)
 class ParseResult:
-    """The extracted ``result_info`` (six aspects, ``"none"`` where nothing was found) and notes."""
+    """The extracted ``result_info`` (six aspects, ``"none"`` where nothing was found), notes (what was
+    negated, what was stripped, a prompt with nothing recognisable) and the pieces of generator syntax
+    stripped from the prompt as written (:func:`~evalalign_metric.extraction.prompt_syntax.strip_prompt_syntax`).
+    """
 
     result_info: dict[str, str]
     notes: tuple[str, ...] = ()
+    stripped: tuple[str, ...] = ()
 
 
 def tokenize(prompt: str) -> list[str]:
-    """Words (with inner hyphens and apostrophes) and single punctuation marks.
+    """Words (with inner hyphens and apostrophes) and single punctuation marks; ``n't`` is ``not``.
 
     Example:
         >>> tokenize("a side-by-side view, 3D render!")
         ['a', 'side-by-side', 'view', ',', '3D', 'render', '!']
+        >>> tokenize("a cat that isn't black")
+        ['a', 'cat', 'that', 'is', 'not', 'black']
     """
-    return _TOKEN.findall(prompt)
+    tokens: list[str] = []
+    for token in _TOKEN.findall(prompt):
+        low = token.lower()
+        if low.endswith("n't") and len(low) > 3:
+            tokens += [_CONTRACTIONS.get(low, token[:-3]), "not"]
+        else:
+            tokens.append(token)
+    return tokens
 
 
 def join_color_lists(lex: Lexicon, tokens: Sequence[str]) -> list[str]:
@@ -178,6 +214,12 @@ def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
     """An adjective before a noun: listed, with an adjective suffix, or an -ing / -ed form before a noun."""
     low = tokens[i].lower()
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    if lex.has("suffix_nouns", low):
+        return False  # "a catfish", "a locomotive": nouns the suffix rule below would misread
+    if lex.has("noun_adjectives", low):
+        # "a square table", but "a yellow square": a noun unless it modifies a following noun
+        return nxt is not None and (_nounish(lex, nxt) or lex.has("adjectives", nxt)
+                                    or bool(_color_at(lex, tokens, i + 1)))
     if lex.has("adjectives", low) or low in ("first", "second", "third", "last", "next", "more"):
         return True
     if nxt is not None and nxt.lower() == "than":
@@ -195,7 +237,8 @@ def _is_adjective(lex: Lexicon, tokens: Sequence[str], i: int) -> bool:
 
 def _nounish(lex: Lexicon, word: str) -> bool:
     low = word.lower()
-    return _is_content(lex, low) and not lex.has("adjectives", low) and not lex.has("colors", low)
+    return _is_content(lex, low) and not lex.has("colors", low) and (
+        not lex.has("adjectives", low) or lex.has("noun_adjectives", low))
 
 
 def _color_at(lex: Lexicon, tokens: Sequence[str], i: int) -> int:
@@ -271,6 +314,11 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
         if lex.match("ing_compounds", tokens, j) or (
                 lex.match("relations", tokens, j) and not lex.has("adjectives", tokens[j])):
             break
+        n_name = lex.match_name("color_names", tokens, j)
+        if n_name:  # "a red panda", "orange juice": a name, not a colour
+            nouns.extend(tokens[j:j + n_name])
+            j += n_name
+            break
         n_color = _color_at(lex, tokens, j)
         if n_color:
             after = j + n_color
@@ -305,7 +353,7 @@ def noun_phrase(lex: Lexicon, tokens: Sequence[str], i: int, *, object_position:
     count = quantity if quantity is not None else _default_count(lex, det, head, plural)
     abstract = lex.has("abstract_nouns", head) and not lex.has("keep_nouns", head)
     bare = not (det or quantity or colors or modified)
-    return NounPhrase(name, count, plural, colors, abstract, det, bare), [], j
+    return NounPhrase(name, count, plural, colors, abstract, det, bare, written=" ".join(tokens[i:j])), [], j
 
 
 def _nouns(lex: Lexicon, tokens: Sequence[str], j: int, nouns: list[str], licensed: bool) -> int:
@@ -385,6 +433,12 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         if n:
             i += n
             continue
+        n = _camera_at(lex, words, i)
+        if n:  # "85mm lens", "f/1.8", "ISO 100": how it was shot, a style
+            styles.append(" ".join(words[i:i + n]))
+            _drop_determiner(rest)
+            i += n
+            continue
         n = lex.match("styles", words, i)
         if n == 1 and i + 1 < len(words) and _animate_word(lex, words[i + 1]):
             n = 0  # "anime girl", "cartoon dog": the style word is part of the thing's name
@@ -409,6 +463,20 @@ def extract_styles(lex: Lexicon, words: Sequence[str], tag_like: bool) -> tuple[
         rest.append(words[i])
         i += 1
     return styles, rest
+
+
+def _camera_at(lex: Lexicon, words: Sequence[str], i: int) -> int:
+    """Length of a camera setting at ``i`` (``"85mm lens"``, ``"f/1.8"``, ``"ISO 400"``), else 0."""
+    low = words[i].lower()
+    if _CAMERA_SPEC.fullmatch(low):
+        n = 1
+    elif low == "iso" and i + 1 < len(words) and words[i + 1].isdigit():
+        n = 2
+    else:
+        return 0
+    while i + n < len(words) and lex.has("media_heads", words[i + n]):
+        n += 1
+    return n
 
 
 def _style_modifiers(lex: Lexicon, rest: Sequence[str]) -> int:
@@ -461,17 +529,85 @@ def _drop_determiner(rest: list[str]) -> None:
 
 
 def chunk(lex: Lexicon, words: Sequence[str]) -> list[_Item]:
-    """The chunks of one segment's words, left to right."""
+    """The chunks of one segment's words, left to right, negated ones marked (see :func:`_negation`)."""
     items: list[_Item] = []
     i = 0
+    negation = ""
     while i < len(words):
         if items and items[-1].kind == "prep" and items[-1].text == "to" and _infinitive(lex, words, i):
             i += 1  # "to indicate": a verb's infinitive, neither an object nor an action
             continue
+        if words[i].lower() in _NEGATORS:
+            negation = "next"
+            i += 1
+            continue
+        if i + 2 < len(words) and (words[i].lower(), words[i + 1].lower()) in _NEGATING_PAIRS:
+            negation = "next"  # "a dog instead of a cat", "tea rather than coffee"
+            i += 2
+            continue
         item, i = _next_chunk(lex, words, i, items[-1].kind if items else "")
         if item is not None:
+            negation = _negation(item, negation)
             items.append(item)
     return items
+
+
+def carry_negation(segments: Sequence[tuple[list[_Item], str]]) -> None:
+    """A negated list goes on over commas when ``or`` / ``nor`` closes it (``"no cars, trucks or buses"``;
+    ``"no people, a red umbrella"`` is no list): after a segment ending in a negated noun phrase, the next
+    segments made of noun phrases and ``and`` / ``or`` up to one with ``or`` / ``nor`` are negated too."""
+    k = 0
+    while k < len(segments):
+        items, boundary = segments[k]
+        k += 1
+        if boundary != "break" or not items or not items[-1].negated or items[-1].kind != "np":
+            continue
+        end = k
+        while end < len(segments) and segments[end][0] and all(
+                i.kind == "np" or i.kind == "conj" and i.text in ("and", "or", "nor") for i in segments[end][0]):
+            if any(i.kind == "conj" and i.text in ("or", "nor") for i in segments[end][0]):
+                for later, _ in segments[k:end + 1]:
+                    for item in later:
+                        if item.kind == "np":
+                            item.negated = item.np.negated = True
+                k = end + 1
+                break
+            if segments[end][1] != "break":
+                break
+            end += 1
+
+
+def _negation(item: _Item, state: str) -> str:
+    """Mark ``item`` negated when it is in the scope of a negation; return the scope's state after it.
+
+    The scope (``state``) opens with ``"not"``, ``"never"``, ``"neither"``, ``"instead of"``, ``"rather
+    than"`` (``"next"``: the next noun phrase, verb, colour or relation is negated, and so is a negated verb's
+    object), with ``"without"`` / ``"except"`` / ``"excluding"`` and with a noun phrase determined by
+    ``"no"``. After a negated noun phrase (``"list"``) it
+    goes on over ``"or"`` / ``"nor"`` and ``"of"``, and over ``"and"`` to a phrase with no determiner or
+    number (``"without milk and sugar"``; ``"no chairs and a lamp"``: the lamp is there); anything else
+    closes it. A segment (between commas) starts with no scope.
+    """
+    kind = item.kind
+    if kind == "np":
+        np = item.np
+        if state == "next" or np.det == "no" or (
+                state == "list-and" and np.det is None and np.count in (None, "a")):
+            np.negated = item.negated = True
+            return "list"
+        return ""
+    if kind == "prep" and item.text in _NEGATING_PREPOSITIONS:
+        return "next"
+    if state == "next":
+        if kind in ("verb", "rel", "abs", "color", "incolor"):
+            item.negated = True
+            return "next" if kind == "verb" else ""  # "not wearing a hat"; "not on the table": the table is
+        return "next" if kind in ("aux", "prep") else ""
+    if state == "list" and (kind == "conj" and item.text in ("or", "nor") or kind == "prep" and item.text == "of"):
+        return "next"
+    if state == "list" and kind == "conj" and item.text == "and":
+        return "list-and"
+    return ""
 
 
 def _infinitive(lex: Lexicon, words: Sequence[str], i: int) -> bool:
@@ -512,7 +648,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
     kind, n = _relation_at(lex, words, i)
     if low == "by" and n == 1 and prev == "verb" and i and words[i - 1].lower().endswith(("ed", "en")):
         n = 0  # "used by the children": the agent of a passive, not a place
-    if n and not (low == "at" and n == 1 and prev == "verb"):  # "looking at": not a place
+    looking_at = low == "at" and n == 1 and prev == "verb" and not (
+        i and lex.has("posture_verbs", lex.verb_lemma(words[i - 1]) or ""))
+    if n and not looking_at:  # "looking at": not a place ("sitting at a table" is)
         return _Item(kind, " ".join(w.lower() for w in words[i:i + n])), i + n
     if lex.has("auxiliaries", low):
         return _Item("aux", low), i + 1
@@ -526,8 +664,9 @@ def _next_chunk(lex: Lexicon, words: Sequence[str], i: int, prev: str) -> tuple[
         return _Item("pron", low), i + 1
     tense = _verb_tense(lex, word)
     if tense == "ing" and lex.verb_lemma(low) is None and i + 1 < len(words) and _nounish(lex, words[i + 1]) \
-            and prev != "np":
-        tense = None  # "stunning views": an -ing word of no known verb before a noun is an adjective
+            and prev != "np" and (prev != "aux" or lex.has("adjectives", low)):
+        tense = None  # "stunning views": an -ing word of no known verb before a noun is an adjective (but
+        # "is juggling balls": after an auxiliary, a verb)
     if tense is None and low in lex.words["ing_nouns"] and prev == "np" and i + 1 < len(words) and (
             lex.has("determiners", words[i + 1]) or words[i + 1].lower() in lex.numbers):
         tense = "ing"  # "a robot painting a picture": with an object, the -ing noun is a verb
@@ -605,10 +744,27 @@ class _Reader:
     last_abs: tuple[int, list[NounPhrase]] | None = None  # (index in spatial, subjects) of "in a line" & co.
     each: bool = False  # after "each": one thing per subject ("two men, each with a hat": two hats)
     last_prep: str = ""
+    negated: list[str] = field(default_factory=list)  # what the prompt negates, for the notes ("no cars")
+    negated_relation: int | None = None  # index in negated of a relation waiting for its object
+    object_slot: str = ""  # where the action's verb may take (more of) its object: see _object
+    with_owner: list[NounPhrase] | None = None  # the noun phrase before the latest "with" ("a woman with ...")
+    listing: list[NounPhrase] = field(default_factory=list)  # a list of things opening the sentence
+    listing_open: bool = True  # nothing but things, commas and "and" read so far in the sentence
+    pending_object: tuple[dict, list[str], NounPhrase] | None = None  # (action, words, np) of "and <np>" after
+    # an object: more of the object, unless the next verb's subject is np ("feeds two ducks and a swan swims")
 
     def read(self, item: _Item) -> None:
         kinds = self.kinds
+        pending, self.pending_object = self.pending_object, None
+        slot = self.object_slot
         getattr(self, f"_on_{item.kind}")(item)
+        if pending is not None and not (item.kind == "verb" and pending[2] in self.subject):
+            pending[0]["objects"] += pending[1]
+            self._render_action(pending[0])
+        if self.object_slot == slot:
+            self.object_slot = self._next_object_slot(item)
+        if item.kind in ("verb", "rel", "abs", "aux", "prep", "pron", "incolor"):
+            self.listing_open = False
         if item.kind != "clause" and self.kinds is kinds:  # a handler may say what the item stands for
             self.kinds = [self.kinds[-1], item.kind]
 
@@ -631,6 +787,10 @@ class _Reader:
         """Whether a noun phrase is one of the depicted objects (see :func:`parse_elements`)."""
         lex = self.lex
         possessed_thing = lex.has("possessives", np.det or "") and not _animate_word(lex, np.name.split()[-1])
+        if np.negated:
+            if not np.abstract:  # "without fear" needs no note
+                self._add(self.negated, f"no {np.name}")
+            return False
         if np.abstract or self.clause == "absolute" or possessed_thing:  # "their tails"; "his friend" is there
             return False
         if self.clause == "participial" and np.det == "the":
@@ -644,6 +804,10 @@ class _Reader:
 
     def _on_np(self, item: _Item) -> None:
         np = item.np
+        self._object(np)
+        if self.negated_relation is not None and self.prev == "rel":
+            self.negated[self.negated_relation] += f" the {np.name}"
+        self.negated_relation = None
         if np.colors and np.name.lower() in _COLOR_WORDS and (self.group or self.recent):
             # "a sweater with peach and coral colors": the colours are the sweater's, "colors" is no thing
             owner = self.group or self.recent
@@ -651,6 +815,9 @@ class _Reader:
             self.relation = None
             return
         np.kept = self._listed(np)
+        if np.kept and self.listing_open and (
+                self.prev in ("", "break", "end") or self.prev == "conj" and self.conj == "and"):
+            self.listing.append(np)
         if np.kept and self.each and np.count == "a" and len(self.subject) == 1 \
                 and self.subject[0].count not in (None, "a", "one", "some"):
             np.count = self.subject[0].count
@@ -727,8 +894,19 @@ class _Reader:
         self.last_spatial = (self.spatial.index(text), np)
 
     def _on_rel(self, item: _Item) -> None:
+        if item.negated:  # "a cat that is not on the table": no relation (the table is there)
+            subjects = self.group if self.prev == "np" else self.subject
+            self.relation = self.last_abs = None
+            self._add(self.negated, f"{_names(subjects)}: not {item.text}" if subjects else f"not {item.text}")
+            self.negated_relation = len(self.negated) - 1
+            return
         complement = self.prev == "verb" and self.complement is not None and self.complement is self.group
         subjects = self.group if self.prev == "np" or complement else (self.subject or self.head or [])
+        if self.prev == "np" and self.listing_open and len(self.group) > 1 and len(self.listing) > len(self.group) \
+                and all(p in self.listing for p in self.group):
+            subjects = self.listing  # "a cup, a plate and a fork on a table": the list "and" closes is there
+        elif self.prev == "break" and not subjects:
+            subjects = self.listing  # a place tag: "a dog, in a park"
         if self.prev == "pron":
             subjects = []  # "places it in a basket": where "it" is, the pronoun does not say
         if self.prev == "np" and self.verb_object and self.subject and self.group is not self.subject \
@@ -744,7 +922,9 @@ class _Reader:
     def _on_abs(self, item: _Item) -> None:
         subjects = self.group if self.prev == "np" else self.recent if self.prev == "break" else self.subject
         self.last_abs = None
-        if subjects and all(s.kept for s in subjects):
+        if item.negated:
+            self._add(self.negated, f"{_names(subjects)}: not {item.text}" if subjects else f"not {item.text}")
+        elif subjects and all(s.kept for s in subjects):
             self._add(self.spatial, f"{_names(subjects)}: {item.text}")
             self.last_abs = (self.spatial.index(f"{_names(subjects)}: {item.text}"), subjects)
 
@@ -760,12 +940,17 @@ class _Reader:
             self.head = None
 
     def _on_incolor(self, item: _Item) -> None:
-        if self.group:
+        if item.negated:
+            self._add(self.negated, f"{_names(self.group)}: not {item.text}" if self.group else f"not {item.text}")
+        elif self.group:
             self.colors.append(f"{_names(self.group)}: {item.text}")
 
     def _on_color(self, item: _Item) -> None:
         coloured = self.prev == "verb" and self.last_verb.lower() in _COLORING_VERBS
-        if (self.prev == "aux" or coloured) and self.subject:
+        if item.negated:  # "a dog that is not brown"
+            owner = self.subject if self.prev == "aux" or coloured else []
+            self._add(self.negated, f"{_names(owner)}: not {item.text}" if owner else f"not {item.text}")
+        elif (self.prev == "aux" or coloured) and self.subject:
             # "the car is red", "the walls are painted blue"
             self.colors.append(f"{_names(self.subject)}: {item.text}")
         elif self.prev in ("", "break", "end"):
@@ -777,10 +962,17 @@ class _Reader:
         if self.prev == "conj" and self.kinds[0] == "verb" and self.action is not None:
             self.action["verbs"].append(item.text)
             self._render_action()
+            self.object_slot = "verb"
             return
         if item.tense == "ing" and self.prev == "np" and self.group_is_object:
-            # "watching two birds flying", "with glasses sitting on a blanket": a complement, no action
-            self.action, self.complement = None, self.group
+            actor = self._with_actor()
+            if actor is None:
+                # "watching two birds flying", "with glasses sitting on a blanket": a complement, no action
+                self.action, self.complement = None, self.group
+                return
+            self.complement, self.participle = None, True
+            self._set_subject(actor)
+            self._start_action(item)
             return
         self.complement = None
         participle, self.participle = self.participle, item.tense == "ing" and self.prev != "aux"
@@ -796,12 +988,34 @@ class _Reader:
             self._set_subject(self.group if item.tense == "ing" else self.rel_subject or self.group)
         elif not self.subject and self.prev == "break" and self.sentence_head:
             self._set_subject(self.sentence_head)  # "a boy, excited to play, jumps away": the boy jumps
+        self._start_action(item)
+
+    def _with_actor(self) -> list[NounPhrase] | None:
+        """Who does the ``-ing`` verb right after ``"<owner> with <group>"``: the group if it is people or
+        animals (``"a meadow with three horses grazing"``), else a person or animal owner (``"a woman with a
+        red scarf reading"``); ``None`` when neither (``"a meadow with glasses sitting on a blanket"``)."""
+        owner, group, lex = self.with_owner, self.group, self.lex
+        if self.last_prep != "with" or not owner or not group or not all(p.kept for p in group):
+            return None
+        if all(_animate_word(lex, p.name.split()[-1]) for p in group):
+            return group
+        if all(p.kept and _animate_word(lex, p.name.split()[-1]) for p in owner):
+            return owner
+        return None
+
+    def _start_action(self, item: _Item) -> None:
+        """The action of verb ``item`` by the current subject (none for a state, a note when negated)."""
+        if item.negated:  # "a dog that is not running": no action, a note
+            self.action = None
+            self._add(self.negated, f"{_names(self.subject)}: not {item.text}" if self.subject else f"not {item.text}")
+            return
         if not self.subject or not self._is_action(item):
             self.action = None
             return
         aux = self.prev == "aux" or item.tense == "ing"
-        self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None}
+        self.action = {"subject": self.subject, "verbs": [item.text], "aux": aux, "index": None, "objects": []}
         self._render_action()
+        self.object_slot = "verb"
 
     def _is_action(self, item: _Item) -> bool:
         """Passives (``"are placed"``), background clauses, a thing's posture in the simple present
@@ -816,10 +1030,38 @@ class _Reader:
         return not (item.tense == "finite" and self.prev != "aux" and not animate
                     and lex.has("posture_verbs", lemma or ""))
 
-    def _render_action(self) -> None:
-        a = self.action
+    def _next_object_slot(self, item: _Item) -> str:
+        """The object slot after ``item``: a verb takes its object directly or after ``at`` / ``for`` /
+        ``with`` (``"looking at a bird"``; not ``"sitting at"``, a place), more after ``and`` / ``or``, and
+        ``of`` extends the last one (``"a slice of pizza"``); anything else closes it."""
+        slot = self.object_slot
+        if slot == "verb" and item.kind == "prep" and item.text in ("at", "for", "with"):
+            posture = self.lex.has("posture_verbs", self.lex.verb_lemma(self.last_verb.split()[0]) or "")
+            return "" if posture and item.text == "at" else "prep"  # "sitting at a table": a place
+        if slot == "object" and (item.kind == "conj" and item.text in ("and", "or")):
+            return "conj"
+        if slot == "object" and item.kind == "prep" and item.text == "of":
+            return "of"
+        return ""
+
+    def _object(self, np: NounPhrase) -> None:
+        """Add ``np`` to the object of the action just read (``"cat is chasing a mouse"``), as written."""
+        slot, a = self.object_slot, self.action
+        self.object_slot = ""
+        if not slot or a is None or np.negated or np.abstract:
+            return
+        self.object_slot = "object"
+        if slot == "conj":
+            self.pending_object = (a, [self.conj, np.written], np)
+            return
+        a["objects"] += [self.last_prep if slot == "prep" else "of", np.written] if slot in ("prep", "of") \
+            else [np.written]
+        self._render_action()
+
+    def _render_action(self, action: dict | None = None) -> None:
+        a = action or self.action
         subject = _names(a["subject"])
-        verb = " and ".join(a["verbs"])
+        verb = " ".join([" and ".join(a["verbs"]), *a["objects"]])
         plural = len(a["subject"]) > 1 or a["subject"][0].plural
         text = f"{subject} {'are' if plural else 'is'} {verb}" if a["aux"] else f"{subject} {verb}"
         if a["index"] is None:
@@ -868,6 +1110,7 @@ class _Reader:
     def _on_prep(self, item: _Item) -> None:
         self.relation = None
         self.last_prep = item.text
+        self.with_owner = self.group if item.text == "with" and self.prev == "np" else None
         if item.text == "with" and self.prev == "np" and not self.group_is_object and self.rel_subject is None \
                 and (not self.subject or self.kinds[0] == "conj"):
             self.head = self.head or self.group  # "tables with vases are set up": the tables are
@@ -884,7 +1127,7 @@ class _Reader:
         self.rel_subject = self.head = self.sentence_head = None
         self.each = self.participle = self.verb_object = False
         self.group, self.subject, self.previous_subject, self.action = [], [], [], None
-        self.recent = []
+        self.recent, self.listing, self.listing_open = [], [], True
 
     @staticmethod
     def _add(target: list[str], text: str) -> None:
@@ -914,31 +1157,56 @@ def _check_prompt(prompt) -> str:
     return prompt
 
 
-def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResult:
+def parse_elements(prompt: str, *, lexicon: Lexicon | None = None, strip_syntax: bool = True) -> ParseResult:
     """Extract the six-aspect ``result_info`` of an English T2I prompt (see the module docstring).
+
+    Args:
+        prompt: the prompt.
+        lexicon: the word lists (default: the packaged ones).
+        strip_syntax: first take out generator syntax (``--ar 3:2``, ``(cat:1.2)``, ``"Generate an image
+            of"``, quoted sign text; see :mod:`~evalalign_metric.extraction.prompt_syntax`); the pieces
+            taken out are in :attr:`ParseResult.stripped` and a note. ``False`` parses the prompt as written.
+
+    Returns:
+        :class:`ParseResult`.
+
+    Raises:
+        InputError: ``prompt`` is not a string, or is empty or whitespace only.
 
     Example:
         >>> r = parse_elements("The sky is blue and a dog is sleeping under a tree.").result_info
         >>> r["Color"], r["Spatial"], r["Action"]
         ('sky: blue;', 'dog: under the tree;', 'dog is sleeping;')
+        >>> r = parse_elements("Draw a cat on a mat --ar 3:2")
+        >>> r.result_info["Object"], r.stripped
+        ('cat; mat;', ('Draw', '--ar 3:2'))
     """
     prompt = _check_prompt(prompt)
     lex = lexicon or load_lexicon()
-    segments = split_segments(join_color_lists(lex, tokenize(prompt)))
+    syntax = strip_prompt_syntax(prompt) if strip_syntax else StrippedPrompt(prompt)
+    segments = split_segments(join_color_lists(lex, tokenize(syntax.text)))
     tag_like = sum(1 for words, kind in segments if words) > 1
     reader = _Reader(lex=lex)
     styles: list[str] = []
+    tag_colors: list[int] = []  # indices in reader.colors of colour tags (", black and white,")
     first = True
+    chunked = []
     for words, boundary in segments:
         found, rest = extract_styles(lex, words, tag_like)
         styles.extend(found)
-        items = chunk(lex, rest)
+        chunked.append((chunk(lex, rest), boundary))
+    carry_negation(chunked)
+    for items, boundary in chunked:
         reader.read(_Item("clause", clause_kind(lex, items, first)))
         for item in items:
             reader.read(item)
+        if tag_like and [i.kind for i in items] == ["color"] and reader.pending_color is not None:
+            tag_colors.append(reader.pending_color)
         reader.read(_Item(boundary))
         first = boundary == "end"
     objects = list(reader.objects.values())
+    for index in tag_colors if objects else ():
+        reader.colors[index] = f"{objects[0].name}: {reader.colors[index]}"  # the colours of the main thing
     info = {
         "Object": _join([o.name for o in objects]),
         "Count": _join([f"{o.name}: {o.count}" for o in objects if o.count]),
@@ -947,29 +1215,40 @@ def parse_elements(prompt: str, *, lexicon: Lexicon | None = None) -> ParseResul
         "Spatial": _join(reader.spatial),
         "Action": _join(reader.actions),
     }
-    notes = ()
+    notes: list[str] = []
+    if syntax.stripped:
+        notes.append(f"stripped generator syntax before parsing: {' | '.join(syntax.stripped)}")
+    negated = reader.negated + [f"no {thing}" for thing in syntax.negated if f"no {thing}" not in reader.negated]
+    if negated:
+        notes.append(f"negated, so never asked as present: {'; '.join(negated)}")
     if all(info[a] == NONE for a in ASPECTS):
-        notes = (f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"',)
-    return ParseResult(validate_result_info(info), notes)
+        notes.append(f'nothing recognisable in prompt {prompt[:80]!r}: every aspect is "none"')
+    return ParseResult(validate_result_info(info), tuple(notes), syntax.stripped)
 
 
 class ParserElementExtractor:
     """The parser as an element extractor (``prompt -> result_info``), with an ``identity`` for caching.
 
+    Args:
+        lexicon: the word lists (default: the packaged ones).
+        strip_syntax: strip generator syntax first (see :func:`parse_elements`); the identity says when off.
+
     Example:
         >>> extract = ParserElementExtractor()
         >>> extract("three cats")["Count"], extract.identity
-        ('cats: three;', 'parser:v3')
+        ('cats: three;', 'parser:v4')
+        >>> ParserElementExtractor(strip_syntax=False).identity
+        'parser:v4-unstripped'
     """
 
-    identity = f"parser:v{PARSER_VERSION}"
-
-    def __init__(self, lexicon: Lexicon | None = None):
+    def __init__(self, lexicon: Lexicon | None = None, *, strip_syntax: bool = True):
         self.lexicon = lexicon
+        self.strip_syntax = strip_syntax
+        self.identity = f"parser:v{PARSER_VERSION}" + ("" if strip_syntax else "-unstripped")
 
     def parse(self, prompt: str) -> ParseResult:
         """The result with its notes."""
-        return parse_elements(prompt, lexicon=self.lexicon)
+        return parse_elements(prompt, lexicon=self.lexicon, strip_syntax=self.strip_syntax)
 
     def __call__(self, prompt: str) -> dict[str, str]:
         return self.parse(prompt).result_info

@@ -160,13 +160,21 @@ def _atomic_build(final: Path, build) -> Path:
 
 def tower_downloader(*, cache_dir=None, token=None, local_files_only=False, allow_pickle=False):
     """A ``name -> folder`` resolver that fetches a CLIP tower repo (used by the converter)."""
-    from evalalign_metric.convert.tower import TOWER_WEIGHT_PATTERNS
+    from evalalign_metric.convert.tower import TOWER_WEIGHT_PATTERNS, has_weights
 
     def resolve_tower(name: str) -> Path | None:
         if not _REPO_ID.match(name):
             return None
         folder, _ = download(name, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
                              patterns=TOWER_WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else []))
+        if not allow_pickle and not has_weights(folder, allow_pickle=False):
+            from evalalign_metric.convert import PickleWeightsRefusedError
+
+            raise PickleWeightsRefusedError(
+                f"the vision tower repo {name} has no safetensors weights (it likely ships only pytorch_model.bin); "
+                "pickle weights are downloaded only when you trust them: pass allow_pickle=True "
+                "(CLI: --allow-pickle)"
+            )
         return folder
 
     return resolve_tower

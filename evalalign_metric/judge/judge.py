@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -24,6 +26,7 @@ from evalalign_metric.judge.chat import ChatFormat
 from evalalign_metric.judge.chat_template import TemplateChat
 from evalalign_metric.judge.engine import Engine, ImageWork, PlainEngine
 from evalalign_metric.judge.families import ImageInputs, JudgeFamily, family_for_model
+from evalalign_metric.judge.newline import NewlineRule, without_image_newline
 from evalalign_metric.judge.options import EncodedQuestion, encode_question
 from evalalign_metric.judge.placement import input_device, move
 
@@ -36,10 +39,14 @@ class OptionDistribution:
 
     ``probs`` is normalised over the options; ``outside_mass`` is the probability the judge puts on
     answers that are none of the options (a diagnostic: large values mean the question is off-distribution).
+    ``greedy_label`` is what greedy decoding restricted to the options answers (the reference's reading,
+    :meth:`~evalalign_metric.judge.options.EncodedQuestion.greedy_index`); ``argmax_label`` is the option of
+    largest probability (the product of its tokens'), which can differ when options span several tokens.
     """
 
     labels: tuple[str, ...]
     log_probs: torch.Tensor
+    greedy_index: int | None = None
 
     @property
     def probs(self) -> torch.Tensor:
@@ -52,6 +59,11 @@ class OptionDistribution:
     @property
     def argmax_label(self) -> str:
         return self.labels[int(torch.argmax(self.log_probs))]
+
+    @property
+    def greedy_label(self) -> str:
+        """The greedy reading; the arg-max when the distribution was built without one."""
+        return self.argmax_label if self.greedy_index is None else self.labels[self.greedy_index]
 
 
 class Judge:
@@ -76,6 +88,7 @@ class Judge:
         min_image_size: int | None = None,
         identity: dict[str, Any] | None = None,
         image_options: dict[str, Any] | None = None,
+        newline_rule: NewlineRule | None = None,
     ):
         self.model = model.eval()
         self.processor = processor
@@ -87,6 +100,9 @@ class Judge:
         self.engine = engine if engine is not None else PlainEngine()
         vision = getattr(model.config, "vision_config", None)
         self.min_image_size = min_image_size if min_image_size is not None else getattr(vision, "patch_size", 1)
+        # Questions the rule asks without image_newline run with one image token less and the feature left out
+        # (see evalalign_metric.judge.newline); None: every question as the model's forward does it.
+        self.newline_rule = newline_rule
         self.identity = dict(identity or {})
         self.identity.setdefault("chat_format", chat_format.name)
         self.identity.setdefault("family", self.family.name)
@@ -154,6 +170,37 @@ class Judge:
         """The token ids of ``encoded``'s prompt with ``image``'s text in place of the image token."""
         return self.family.prompt_ids(self.tokenizer, encoded.text, image, self.image_token)
 
+    def _work(self, inputs: ImageInputs, encoded: list[EncodedQuestion]) -> ImageWork:
+        return ImageWork(inputs.pixels, inputs.n_image_tokens, encoded,
+                         prompts=[self.prompt_ids(q, inputs) for q in encoded])
+
+    def _run(self, items: list[tuple[ImageInputs, list[EncodedQuestion]]], texts: list[list[str]]
+             ) -> list[list[torch.Tensor]]:
+        run = partial(self.engine.run, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id,
+                      family=self.family)
+        if self.newline_rule is None:
+            return run(self.model, [self._work(inputs, encoded) for inputs, encoded in items])
+        flags = [[self.newline_rule.wants_newline(t) for t in row] for row in texts]
+        out: list[list[torch.Tensor | None]] = [[None] * len(encoded) for _, encoded in items]
+        for keep in (True, False):
+            where = [(i, [q for q, f in enumerate(row) if f == keep]) for i, row in enumerate(flags)]
+            where = [(i, qs) for i, qs in where if qs]
+            if not where:
+                continue
+            part = []
+            for i, qs in where:
+                inputs = items[i][0]
+                if not keep:  # the image's text loses the token of the newline feature
+                    inputs = ImageInputs(inputs.pixels, inputs.text.replace(self.image_token, "", 1),
+                                         inputs.n_image_tokens - 1)
+                part.append(self._work(inputs, [items[i][1][q] for q in qs]))
+            with contextlib.nullcontext() if keep else without_image_newline(self.model):
+                done = run(self.model, part)
+            for (i, qs), values in zip(where, done):
+                for q, value in zip(qs, values):
+                    out[i][q] = value
+        return out  # type: ignore[return-value]
+
     def answer(self, images: Sequence[Image.Image], questions: Sequence[Sequence[Question]]
                ) -> list[list[OptionDistribution]]:
         """Ask ``questions[i]`` (``(text, option_labels)`` pairs) about ``images[i]``."""
@@ -162,12 +209,10 @@ class Judge:
         items = []
         for i, (image, asked) in enumerate(zip(images, questions)):
             inputs = self.image_inputs(image, i)
-            encoded = [self.encode(text, labels) for text, labels in asked]
-            items.append(ImageWork(inputs.pixels, inputs.n_image_tokens, encoded,
-                                   prompts=[self.prompt_ids(q, inputs) for q in encoded]))
-        raw = self.engine.run(self.model, items, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id,
-                              family=self.family)
+            items.append((inputs, [self.encode(text, labels).with_tree_nodes() for text, labels in asked]))
+        raw = self._run(items, [[text for text, _ in asked] for asked in questions])
         return [
-            [OptionDistribution(q.labels, lp) for q, lp in zip(item.questions, per_item)]
-            for item, per_item in zip(items, raw)
+            [OptionDistribution(q.option_labels, lp[: len(q.option_labels)], q.greedy_index(lp))
+             for q, lp in zip(encoded, per_item)]
+            for (_, encoded), per_item in zip(items, raw)
         ]

@@ -29,6 +29,7 @@ from evalalign_metric.judge.chat_template import resolve_chat_format
 from evalalign_metric.judge.devices import check_device
 from evalalign_metric.judge.families import family_for_model_type
 from evalalign_metric.judge.judge import Judge
+from evalalign_metric.judge.newline import NewlineRule
 from evalalign_metric.judge.prefix_engine import make_engine
 
 _CACHE: dict[tuple, Judge] = {}
@@ -56,6 +57,19 @@ def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
     if dtype not in table:
         raise JudgeLoadError(f"dtype={dtype!r} is not one of {sorted(table)}")
     return table[dtype]
+
+
+def judge_dtype(dtype: str | torch.dtype | None, device: torch.device, sidecar: dict) -> torch.dtype:
+    """:func:`parse_dtype`, except that on a GPU ``None``/``"auto"`` takes the dtype the judge's sidecar says
+    it was trained and run in (``"dtype"``: ``float16`` for the converted official judges).
+
+    Example:
+        >>> judge_dtype(None, torch.device("cuda"), {"dtype": "float16"}), judge_dtype(None, torch.device("cpu"), {})
+        (torch.float16, torch.float32)
+    """
+    if (dtype is None or dtype == "auto") and device.type == "cuda" and sidecar.get("dtype"):
+        return parse_dtype(sidecar["dtype"], device)
+    return parse_dtype(dtype, device)
 
 
 def resolve_reference(model: str | os.PathLike, **hub_kwargs: Any) -> Path:
@@ -98,7 +112,8 @@ def load_judge(
             the server's).
         device: defaults to CUDA when available, else CPU; one not available here is refused (``InputError``)
             before anything is loaded.
-        dtype: ``"auto"``/None (fp32 on CPU, bf16/fp16 on GPU), a ``torch.dtype`` or its name.
+        dtype: ``"auto"``/None (fp32 on CPU; on GPU the sidecar's ``dtype`` if any, as fp16 for the official
+            judges, else bf16/fp16), a ``torch.dtype`` or its name.
         chat_format: override the format read from the checkpoint (``"vicuna_v1"``, ``"chatml"``).
         batch_size: rows (plain engine) or images (prefix engine) per forward.
         engine: ``"prefix"`` (default: each image encoded once, its questions share the cached prefix),
@@ -152,6 +167,9 @@ def load_judge(
             f"{path} has no .safetensors weights; pickle weights (.bin/.pt) are not loaded because they can "
             "execute code (convert them with `evalalign convert`, or re-save with safetensors)"
         )
+    sidecar = read_sidecar(path)
+    torch_dtype = judge_dtype(dtype, device, sidecar)
+
     from evalalign_metric.judge.placement import from_pretrained_options
     from evalalign_metric.judge.quantization import own_unquantized_weights, quantization_backend
 
@@ -166,7 +184,6 @@ def load_judge(
         net.to(device)
     elif quantize and "quantization_config" in placed and quantization_backend(device) == "torchao":
         own_unquantized_weights(net)
-    sidecar = read_sidecar(path)
     fmt = resolve_chat_format(path, processor.tokenizer, family=family, processor=processor, override=chat_format)
     judge = Judge(
         net, processor, family=family, chat_format=fmt,
@@ -174,6 +191,7 @@ def load_judge(
         engine=make_engine(engine, batch_size=batch_size) if named_engine else engine, image_options=image_options,
         identity={"model": os.fspath(model), "revision": hub_kwargs.get("revision"), "model_type": model_type,
                   "protocol": sidecar.get("protocol"), "protocols": sidecar.get("protocols")},
+        newline_rule=NewlineRule.from_sidecar(sidecar),
     )
     if cache and named_engine:
         _CACHE[key] = judge
@@ -214,6 +232,7 @@ def _load_adapter(path: Path, *, device, dtype, chat_format, batch_size, engine,
                  pad_to_square=sidecar.get("pad_to_square", base_judge.pad_to_square),
                  image_options=base_judge.image_options,
                  engine=make_engine(engine, batch_size=batch_size) if isinstance(engine, str) else engine,
+                 newline_rule=base_judge.newline_rule,
                  identity={**base_judge.identity, "model": os.fspath(path), "base": base,
                            "protocol": sidecar.get("protocol", base_judge.identity.get("protocol")),
                            "protocols": sidecar.get("protocols", base_judge.identity.get("protocols"))})

@@ -168,8 +168,10 @@ class RemoteJudge:
         payload = {"images": _encode_images(images),
                    "questions": [[[text, list(labels)] for text, labels in asked] for asked in questions]}
         out = self.connection.request("POST", "/answer", payload)
-        return [[OptionDistribution(tuple(labels), torch.tensor(lp, dtype=torch.float32))
-                 for labels, lp in zip(row_labels, row)] for row_labels, row in zip(out["labels"], out["log_probs"])]
+        greedy = out.get("greedy") or [[None] * len(row) for row in out["log_probs"]]  # older servers: none
+        return [[OptionDistribution(tuple(labels), torch.tensor(lp, dtype=torch.float32), g)
+                 for labels, lp, g in zip(row_labels, row, row_greedy)]
+                for row_labels, row, row_greedy in zip(out["labels"], out["log_probs"], greedy)]
 
 
 class RemoteReward:

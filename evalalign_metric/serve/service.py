@@ -97,7 +97,8 @@ class ScoringService:
         """Option log-probabilities for ``Judge.answer``'s arguments (JSON allows them to be -Infinity)."""
         answers = self.batching_judge.answer(images, questions)
         return {"log_probs": [[d.log_probs.tolist() for d in row] for row in answers],
-                "labels": [[list(d.labels) for d in row] for row in answers]}
+                "labels": [[list(d.labels) for d in row] for row in answers],
+                "greedy": [[getattr(d, "greedy_index", None) for d in row] for row in answers]}
 
     def close(self) -> None:
         self.batcher.close()
