@@ -225,3 +225,11 @@ def test_score_rejects_a_bad_max_memory(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["score", str(tmp_path), "--max-memory", "cpu"])
     assert "is not DEVICE=SIZE" in capsys.readouterr().err
+
+
+def test_command_line_choices_are_the_librarys():
+    from evalalign_metric.commands._placement import DEVICE_MAP_CHOICES, QUANTIZE_CHOICES
+    from evalalign_metric.judge.placement import DEVICE_MAP_STRATEGIES
+    from evalalign_metric.judge.quantization import QUANTIZE_MODES
+
+    assert QUANTIZE_CHOICES == QUANTIZE_MODES and DEVICE_MAP_CHOICES == DEVICE_MAP_STRATEGIES

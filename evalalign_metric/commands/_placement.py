@@ -13,11 +13,16 @@ from __future__ import annotations
 import argparse
 
 from evalalign_metric.errors import JudgeLoadError
-from evalalign_metric.judge.placement import DEVICE_MAP_STRATEGIES, parse_max_memory
-from evalalign_metric.judge.quantization import QUANTIZE_MODES
+
+# The values of evalalign_metric.judge.quantization.QUANTIZE_MODES and judge.placement.DEVICE_MAP_STRATEGIES,
+# written out so that building the command line imports no torch (a test checks they agree).
+QUANTIZE_CHOICES = ("int8", "4bit")
+DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def _max_memory(text: str) -> dict:
+    from evalalign_metric.judge.placement import parse_max_memory
+
     try:
         return parse_max_memory(text)
     except JudgeLoadError as exc:
@@ -27,11 +32,11 @@ def _max_memory(text: str) -> dict:
 def add_placement_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--quantize``, ``--device-map`` and ``--max-memory`` to ``parser``."""
     parser.add_argument(
-        "--quantize", choices=QUANTIZE_MODES, default=None,
+        "--quantize", choices=QUANTIZE_CHOICES, default=None,
         help="load the judge's language model in 8 or 4 bits (bitsandbytes on CUDA, torchao on CPU)",
     )
     parser.add_argument(
-        "--device-map", choices=DEVICE_MAP_STRATEGIES, default=None,
+        "--device-map", choices=DEVICE_MAP_CHOICES, default=None,
         help="shard the judge over the GPUs (and offload what does not fit to CPU, then disk; accelerate)",
     )
     parser.add_argument(
