@@ -51,6 +51,7 @@ from evalalign_metric.commands._args import (
     add_progress_options,
     positive_int,
 )
+from evalalign_metric.commands._placement import add_placement_options, placement_kwargs
 from evalalign_metric.errors import InputError
 
 DEMO_JUDGE_NOTE = (
@@ -82,6 +83,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_device_option(parser)
     parser.add_argument("--dtype", default=None, help="auto (default), float32, float16 or bfloat16")
+    add_placement_options(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=8, help="judge rows per forward pass (default 8)"
     )
@@ -131,6 +133,7 @@ def score_kwargs(args: argparse.Namespace) -> dict:
         "scoring": args.scoring,
         "progress": args.progress,
         "parse_elements": args.parse_elements,
+        **placement_kwargs(args),
     }
 
 
