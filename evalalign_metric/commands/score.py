@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -138,8 +139,12 @@ def score_kwargs(args: argparse.Namespace) -> dict:
 
 
 def quiet_transformers() -> None:
-    """Hide transformers' own progress bars and info logs (the scoring bar is ours)."""
+    """Hide transformers' own progress bars and info logs (the scoring bar is ours), and the warnings that
+    importing torchao (the ``quantize`` extra; transformers imports it whenever it is installed) logs about
+    kernels built for other machines."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 
