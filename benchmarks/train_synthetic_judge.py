@@ -182,6 +182,10 @@ def main(argv=None) -> int:
     parser.add_argument("--text-layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="delete earlier checkpoints (default: resume)")
+    parser.add_argument("--architecture", default="llava",
+                        choices=("llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3"),
+                        help="judge family of the model trained from scratch (non-LLaVA: build_tiny_judge's "
+                             "model with --text-hidden, --text-layers, --patch-size)")
     args = parser.parse_args(argv)
 
     import torch
@@ -231,11 +235,20 @@ def main(argv=None) -> int:
                      "resume": not args.fresh},
         "augment": augment,
     }) for name, data, heldout, steps, batch, lr, augment in stages]
-    results, judge_dir = run_stages(work, configs, first_model={"build": build})
+    first_model = {"build": build}
+    if args.architecture != "llava":
+        from evalalign_metric.testing import build_tiny_judge
+
+        scratch = work / f"scratch-{args.architecture}"
+        if not (scratch / "config.json").is_file():
+            build_tiny_judge(scratch, architecture=args.architecture, hidden_size=args.text_hidden,
+                             num_layers=args.text_layers, patch_size=args.patch_size, image_size=64)
+        first_model = {"base": os.fspath(scratch)}
+    results, judge_dir = run_stages(work, configs, first_model=first_model)
     base = os.fspath(judge_dir)
     train_seconds = sum(r.seconds for r in results)
     steps = sum(r.steps for r in results)
-    first = work / stages[0][0] / "base"
+    first = work / stages[0][0] / "base" if args.architecture == "llava" else first_model["base"]
     before = score_test(load_judge(first, cache=False), os.fspath(work / "protocol.json"), test_items)
     after = score_test(load_trained_judge(base), os.fspath(work / "protocol.json"), test_items)
     n_params = sum(p.numel() for p in load_judge(base, cache=False).model.parameters())

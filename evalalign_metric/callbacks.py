@@ -125,6 +125,9 @@ class EvalAlignValidation:
             ``None`` detects it (see the module docstring).
         rendezvous_timeout: seconds the main process waits for the other ranks before scoring alone.
         dtype, judge_kwargs: judge loading options (default dtype: fp32 on CPU, bf16/fp16 on GPU).
+        quantize, device_map, max_memory: ``"int8"``/``"4bit"`` loading, sharding and offload
+            (:func:`~evalalign_metric.judge.load_judge`); a judge loaded so stays where it is loaded, so they
+            exclude ``offload_judge``.
     """
 
     def __init__(
@@ -151,6 +154,9 @@ class EvalAlignValidation:
         rendezvous_timeout: float = 30.0,
         dtype: str | torch.dtype | None = None,
         judge_kwargs: Mapping[str, Any] | None = None,
+        quantize: str | None = None,
+        device_map: str | Mapping[str, Any] | None = None,
+        max_memory: Mapping[Any, Any] | None = None,
     ) -> None:
         from evalalign_metric.protocol import load_protocol
 
@@ -168,6 +174,11 @@ class EvalAlignValidation:
             raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         if rendezvous_timeout <= 0:
             raise InputError(f"rendezvous_timeout must be positive (seconds); got {rendezvous_timeout!r}")
+        placing = {k: v for k, v in {"quantize": quantize, "device_map": device_map, "max_memory": max_memory}.items()
+                   if v is not None}
+        if offload_judge and placing:
+            raise InputError(f"offload_judge=True moves the judge between CPU and GPU; a judge loaded with "
+                             f"{', '.join(placing)} stays where it is loaded: pass one or the other")
         self.prompts = list(prompts)
         self.elements = list(elements) if elements is not None else [None] * len(self.prompts)
         self.protocol = load_protocol(protocol)
@@ -187,7 +198,7 @@ class EvalAlignValidation:
         self.main_process_only = main_process_only
         self.rendezvous_timeout = float(rendezvous_timeout)
         self.dtype = dtype
-        self.judge_kwargs = dict(judge_kwargs or {})
+        self.judge_kwargs = {**dict(judge_kwargs or {}), **placing}
         self._calls_per_step: dict[int, int] = {}
         self._alone = False  # set once the main process found itself called alone
 

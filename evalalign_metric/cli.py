@@ -19,7 +19,7 @@ import warnings
 from evalalign_metric.errors import EvalAlignError
 
 # Subcommand modules under evalalign_metric.commands, in the order `evalalign --help` lists them.
-COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train", "serve"]
+COMMANDS = ["demo", "score", "rank", "agree", "elements", "convert", "train", "serve", "judges"]
 
 
 def build_parser() -> argparse.ArgumentParser:

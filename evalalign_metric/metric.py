@@ -95,6 +95,8 @@ class EvalAlignScore(Metric):
             prompts got their elements there.
         device, dtype, batch_size, revision, **judge_kwargs: passed to :func:`~evalalign_metric.judge.load_judge`
             (with ``judge=``, the judge's own engine sets the batch size; ``batch_size`` is still checked).
+        quantize, device_map, max_memory: ``"int8"``/``"4bit"`` loading, sharding and offload, passed to
+            :func:`~evalalign_metric.judge.load_judge` (see docs/judges.md, memory section).
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_fn``, ...).
     """
 
@@ -120,6 +122,9 @@ class EvalAlignScore(Metric):
         batch_size: int = 8,
         revision: str | None = None,
         judge_kwargs: Mapping[str, Any] | None = None,
+        quantize: str | None = None,
+        device_map: str | Mapping[str, Any] | None = None,
+        max_memory: Mapping[Any, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,7 +136,9 @@ class EvalAlignScore(Metric):
             if model is None:
                 raise InputError("EvalAlignScore needs model= (a judge folder or reference) or judge=")
             spec = {"model": os.fspath(model), "device": device, "dtype": dtype, "batch_size": batch_size,
-                    **({"revision": revision} if revision else {}), **dict(judge_kwargs or {})}
+                    **({"revision": revision} if revision else {}), **dict(judge_kwargs or {}),
+                    **{k: v for k, v in (("quantize", quantize), ("device_map", device_map),
+                                         ("max_memory", max_memory)) if v is not None}}
             self._judge = _SharedJudge(load_judge(**spec), spec)
         else:
             self._judge = _SharedJudge(judge, None)

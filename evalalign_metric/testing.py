@@ -1,7 +1,8 @@
 """Tiny judges built offline from configs, for tests, benchmarks and the demo.
 
 Nothing here downloads anything: the tokenizer is trained in-process with the ``tokenizers`` library on
-the protocol texts, the models are random LLaVA / LLaVA-NeXT networks a few hundred kB in size. Two
+the protocol texts, the models are random LLaVA / LLaVA-NeXT networks a few hundred kB in size (and, through
+:mod:`evalalign_metric.testing_families`, Qwen2.5-VL, Qwen3-VL and Idefics3 ones). Two
 tokenizer flavours reproduce the tokenisation trap of DESIGN 2:
 
 - ``"llama"`` (SentencePiece-like, digits split): ``" 2"`` is ``"▁"`` + ``"2"`` and ``" -1"`` may be

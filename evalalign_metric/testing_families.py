@@ -1,4 +1,4 @@
-"""Tiny random judges of the families beyond LLaVA (Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM), built offline.
+"""Tiny random judges of the families beyond LLaVA (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Idefics3/SmolVLM), built offline.
 
 Used by :func:`evalalign_metric.testing.build_tiny_judge` (``architecture="qwen2_5_vl"``, ``"qwen3_vl"``,
 ``"idefics3"``). Each is saved as a standard checkpoint folder of its family: weights, the image processor's
@@ -51,7 +51,7 @@ IDEFICS3_TEMPLATE = (
     "{% endfor %}{% endif %}{{ '<end_of_utterance>\\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
-ARCHITECTURES = ("qwen2_5_vl", "qwen3_vl", "idefics3")
+ARCHITECTURES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3")
 
 
 def build_family_tokenizer(specials: list[str], *, eos: str, pad: str, vocab_size: int = 700):
@@ -87,7 +87,13 @@ def _qwen(path: Path, architecture: str, *, hidden_size: int, num_layers: int, p
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section})
     tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    if architecture == "qwen2_5_vl":
+    if architecture == "qwen2_vl":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        vision = dict(depth=2, embed_dim=hidden_size, hidden_size=hidden_size, mlp_ratio=2, num_heads=heads,
+                      patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2)
+        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **tokens))
+    elif architecture == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         vision = dict(depth=2, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_heads=heads,
@@ -145,7 +151,7 @@ def build_family_judge(path: Path, architecture: str, *, hidden_size: int, num_l
     from evalalign_metric.judge.families import ProcessorParts
 
     torch.manual_seed(seed)
-    if architecture in ("qwen2_5_vl", "qwen3_vl"):
+    if architecture in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
         unit = patch_size * 2
         model, tok, image_processor, template = _qwen(
             path, architecture, hidden_size=hidden_size, num_layers=num_layers, patch_size=patch_size,

@@ -63,3 +63,15 @@ def test_the_package_exports_load_on_first_use():
     assert set(evalalign_metric.__all__) <= set(dir(evalalign_metric))
     with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
         evalalign_metric.nosuch
+
+
+def test_the_commands_hide_the_warnings_importing_torchao_logs():
+    # transformers imports torchao (the quantize extra) whenever it is installed, and torchao logs a warning
+    # per kernel library built for another machine: the commands' stderr must stay the library's own lines.
+    pytest.importorskip("torchao")
+    code = ("from evalalign_metric.commands.score import quiet_transformers; quiet_transformers(); "
+            "import sys, transformers; transformers.LlavaForConditionalGeneration; "
+            "print('torchao' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "True"
+    assert out.stderr == ""

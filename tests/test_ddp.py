@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.subprocess]
 def _data():
     gen = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8, generator=gen)
-    prompts = [e["prompt"] for e in alignment_prompts()[:5]] + ["two dogs"]  # not official: the parser's
+    prompts = [e["prompt"] for e in alignment_prompts()[:5]] + ["no elements here"]
     return images, prompts
 
 
@@ -62,5 +62,6 @@ def test_ddp_two_processes_equal_single_process(tiny_judge_path, tmp_path, asser
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert all(got.keys() == expected.keys() for got in ranks)
     assert_same_scores(expected, *ranks, evalalign_score(load_judge(tiny_judge_path), images, prompts))
-    assert expected["num_images"] == 6 and expected["num_without_elements"] == 0
-    assert expected["elements_from/official"] == 5 and expected["elements_from/parser"] == 1
+    # "no elements here": the parser reads the negation and finds nothing to ask about
+    assert expected["num_images"] == 6 and expected["num_without_elements"] == 1
+    assert expected["elements_from/official"] == 5 and expected["elements_from/parser"] == 0

@@ -25,7 +25,7 @@ from evalalign_metric.judge.prefix_engine import PrefixEngine
 from evalalign_metric.protocol import load_protocol
 from evalalign_metric.testing import build_tiny_judge
 
-FAMILY_CASES = ["llava", "llava_next", "qwen2_5_vl", "qwen3_vl", "idefics3"]
+FAMILY_CASES = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3"]
 EVALALIGN = load_protocol("evalalign")
 IMATCH = load_protocol("imatch")
 QUESTIONS = [(t, a.labels) for a, t in EVALALIGN.questions_for({"Object": "cat; dog;", "Color": "cat: red;"})]
@@ -74,7 +74,8 @@ def _reference_processor(judge, monkeypatch):
     import transformers
     from transformers.processing_utils import ProcessorMixin
 
-    name = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}[judge.model.config.model_type]
+    name = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
+            "qwen3_vl": "Qwen3VLProcessor"}[judge.model.config.model_type]
     original = ProcessorMixin.check_argument_for_proper_class
     monkeypatch.setattr(ProcessorMixin, "check_argument_for_proper_class",
                         lambda self, n, a: None if n == "video_processor" and a is None else original(self, n, a))
@@ -147,7 +148,7 @@ def test_prompt_ids_are_the_processors(family_path, architecture, monkeypatch):
             torch.testing.assert_close(value, theirs[key], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("architecture", ["qwen2_5_vl", "qwen3_vl", "idefics3"])
+@pytest.mark.parametrize("architecture", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3"])
 def test_aspect_ratio_is_kept_so_token_counts_differ(family_path, architecture):
     judge = _judge(family_path(architecture), "prefix")
     counts = [judge.image_inputs(image).n_image_tokens for image in _images()]
@@ -158,7 +159,7 @@ class _OneDimensional(JudgeFamily):
     """LLaVA's positions (a token's position is its index): what the prefix engine used for every model."""
 
 
-@pytest.mark.parametrize("architecture", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("architecture", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_one_dimensional_positions_would_be_wrong(family_path, architecture):
     """Sharing the prefix with 1-D positions changes Qwen's answers, so the suite above would catch an engine
     that ignored the rope deltas."""
@@ -172,7 +173,8 @@ def test_one_dimensional_positions_would_be_wrong(family_path, architecture):
         items.append(ImageWork(inputs.pixels, inputs.n_image_tokens, encoded,
                                prompts=[judge.prompt_ids(e, inputs) for e in encoded]))
     naive = type("Naive", (type(judge.family),), {"prefill_inputs": _OneDimensional.prefill_inputs,
-                                                  "suffix_positions": _OneDimensional.suffix_positions})()
+                                                  "suffix_positions": _OneDimensional.suffix_positions,
+                                                  "prefix_unsupported_reason": lambda self, model: None})()
     wrong = PrefixEngine().run(judge.model, items, image_token_id=judge.image_token_id,
                                pad_token_id=judge.pad_token_id, family=naive)
     gap = max(float((a.log_probs - b).abs().max()) for ra, rb in zip(right, wrong) for a, b in zip(ra, rb))
@@ -222,3 +224,24 @@ def test_zero_shot_instruct_judge_scores_through_its_template(tmp_path):
         metric.update([Image.new("RGB", (32, 24), "red")], ["a red car"], elements=[["car (object)"]])
         result = metric.compute()
     assert torch.isfinite(torch.as_tensor(result["overall"])).all()
+
+
+def test_a_qwen_model_registered_as_a_llava_style_backend_falls_back_instead_of_being_wrong(family_path, monkeypatch):
+    """The extension point as a new user would try it (``register_backend(Backend(...))`` for a Qwen-VL model)
+    must not give silently wrong answers: the prefix engine sees the 3-D positions and falls back."""
+    from evalalign_metric.judge.backends import Backend, register_backend
+
+    judge = _judge(family_path("qwen2_5_vl"), "prefix")
+    images, questions = _images()[:2], [QUESTIONS, QUESTIONS[:2]]
+    expected = _judge(family_path("qwen2_5_vl"), "plain").answer(images, questions)
+    monkeypatch.setitem(FAMILIES, "qwen2_5_vl", FAMILIES["qwen2_5_vl"])
+    llava_style = Backend("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", image_placeholder="<|image_pad|>",
+                          image_token="<|image_pad|>")
+    register_backend(llava_style)
+    one_dimensional = {"prefill_inputs": JudgeFamily.prefill_inputs, "suffix_positions": JudgeFamily.suffix_positions}
+    judge.family = type("QwenInputs", (type(judge.family),), one_dimensional)()
+    with pytest.warns(RuntimeWarning, match="M-RoPE"):
+        got = judge.answer(images, questions)
+    for ra, rb in zip(expected, got):
+        for a, b in zip(ra, rb):
+            torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=0)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -51,6 +52,7 @@ from evalalign_metric.commands._args import (
     add_progress_options,
     positive_int,
 )
+from evalalign_metric.commands._placement import add_placement_options, placement_kwargs
 from evalalign_metric.errors import InputError
 
 DEMO_JUDGE_NOTE = (
@@ -82,6 +84,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_device_option(parser)
     parser.add_argument("--dtype", default=None, help="auto (default), float32, float16 or bfloat16")
+    add_placement_options(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=8, help="judge rows per forward pass (default 8)"
     )
@@ -131,12 +134,17 @@ def score_kwargs(args: argparse.Namespace) -> dict:
         "scoring": args.scoring,
         "progress": args.progress,
         "parse_elements": args.parse_elements,
+        **placement_kwargs(args),
     }
 
 
 def quiet_transformers() -> None:
-    """Hide transformers' own progress bars and info logs (the scoring bar is ours)."""
+    """Hide transformers' own progress bars and info logs (the scoring bar is ours), and the warnings that
+    importing torchao (the ``quantize`` extra; transformers imports it whenever it is installed) logs about
+    kernels built for other machines."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 

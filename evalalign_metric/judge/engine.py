@@ -23,6 +23,7 @@ import torch
 from evalalign_metric.errors import InputError
 from evalalign_metric.judge.families import JudgeFamily, family_for_model
 from evalalign_metric.judge.options import EncodedQuestion
+from evalalign_metric.judge.placement import input_device
 
 
 @dataclass
@@ -70,7 +71,7 @@ def expand_image_tokens(ids: Sequence[int], image_token_id: int, count: int) -> 
 
 
 def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
+    return input_device(model)
 
 
 class PlainEngine:

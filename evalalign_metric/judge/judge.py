@@ -28,6 +28,7 @@ from evalalign_metric.judge.engine import Engine, ImageWork, PlainEngine
 from evalalign_metric.judge.families import ImageInputs, JudgeFamily, family_for_model
 from evalalign_metric.judge.newline import NewlineRule, without_image_newline
 from evalalign_metric.judge.options import EncodedQuestion, encode_question
+from evalalign_metric.judge.placement import input_device, move
 
 Question = tuple[str, Sequence[str]]
 
@@ -118,15 +119,17 @@ class Judge:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the judge takes its inputs (a sharded judge's first GPU, or CPU)."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Judge":
-        """Move the model (e.g. off the GPU between validations); returns ``self``."""
-        self.model.to(device=device, dtype=dtype)
+        """Move the model (e.g. off the GPU between validations); returns ``self``. A judge loaded with
+        ``device_map`` or ``quantize`` stays where it was loaded (with a warning)."""
+        move(self.model, device, dtype)
         return self
 
     def prompt_text(self, question: str) -> str:

@@ -97,6 +97,10 @@ def load_judge(
     batch_size: int = 8,
     engine="prefix",
     cache: bool = True,
+    quantize: str | None = None,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
     image_options: dict[str, Any] | None = None,
     **hub_kwargs: Any,
 ) -> Judge:
@@ -116,6 +120,10 @@ def load_judge(
             ``"plain"`` (one forward per question; the reference the prefix engine is tested against), or
             an engine object with a ``run`` method.
         cache: reuse a judge already loaded with the same arguments.
+        quantize: ``"int8"`` or ``"4bit"``: quantize the language model's linear layers while loading
+            (bitsandbytes on CUDA, torchao on CPU; :mod:`evalalign_metric.judge.quantization`).
+        device_map, max_memory, offload_folder: shard the judge over GPUs or offload part of it to CPU/disk
+            (accelerate; :mod:`evalalign_metric.judge.placement`); ``max_memory`` alone means ``"auto"``.
         image_options: the family's image settings, e.g. ``{"min_pixels": 256 * 28 * 28, "max_pixels":
             1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
@@ -127,8 +135,10 @@ def load_judge(
     device = check_device(device) if device is not None else default_device()
     torch_dtype = parse_dtype(dtype, device)
     named_engine = isinstance(engine, str)
+    placing = {"quantize": quantize, "device_map": device_map, "max_memory": max_memory,
+               "offload_folder": None if offload_folder is None else os.fspath(offload_folder)}
     key = (os.fspath(model), str(device), str(torch_dtype), chat_format, batch_size, engine if named_engine else None,
-           tuple(sorted((k, str(v)) for k, v in hub_kwargs.items())),
+           tuple(sorted((k, str(v)) for k, v in {**hub_kwargs, **placing}.items() if v is not None)),
            tuple(sorted((k, str(v)) for k, v in (image_options or {}).items())))
     if cache and named_engine and key in _CACHE:
         return _CACHE[key]
@@ -136,6 +146,9 @@ def load_judge(
     from evalalign_metric.hub.adapter import is_adapter_dir
 
     if is_adapter_dir(path):
+        if any(v is not None for v in placing.values()):
+            raise JudgeLoadError(f"{path} is a LoRA adapter: quantize/device_map/max_memory apply to full judges "
+                                 "only (merge the adapter into its base and save it, then load that folder)")
         judge = _load_adapter(path, device=device, dtype=torch_dtype, chat_format=chat_format, batch_size=batch_size,
                               engine=engine, hub_kwargs=hub_kwargs, image_options=image_options)
         if cache and named_engine:
@@ -156,13 +169,21 @@ def load_judge(
         )
     sidecar = read_sidecar(path)
     torch_dtype = judge_dtype(dtype, device, sidecar)
+
+    from evalalign_metric.judge.placement import from_pretrained_options
+    from evalalign_metric.judge.quantization import own_unquantized_weights, quantization_backend
+
+    placed = from_pretrained_options(device=device, dtype=torch_dtype, **placing)
     try:
         processor = family.load_processor(path)
         net = family.load_class().from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
-                                                  trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+                                                  trust_remote_code=False, **placed)
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a quantizer that cannot convert a layer
         raise JudgeLoadError(f"could not load the judge at {path}: {exc}") from exc
-    net.to(device)
+    if not placed:
+        net.to(device)
+    elif quantize and "quantization_config" in placed and quantization_backend(device) == "torchao":
+        own_unquantized_weights(net)
     fmt = resolve_chat_format(path, processor.tokenizer, family=family, processor=processor, override=chat_format)
     judge = Judge(
         net, processor, family=family, chat_format=fmt,

@@ -53,6 +53,7 @@ from evalalign_metric.errors import InputError
 from evalalign_metric.judge.engine import ImageWork, PlainEngine
 from evalalign_metric.judge.families import FAMILIES, JudgeFamily, family_for_model
 from evalalign_metric.judge.scheduler import pack_groups
+from evalalign_metric.judge.placement import input_device
 from evalalign_metric.kv_cache import cache_keyword, returned_cache
 
 # Attention implementations known to honour a custom additive 4-D mask together with a DynamicCache.
@@ -188,7 +189,7 @@ def _pack(layout: _Layout, questions: list[int], slots: list[int]) -> _Chunk:
 
 
 def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
+    return input_device(model)
 
 
 def _text_config(model):

@@ -50,6 +50,7 @@ from PIL import Image
 from evalalign_metric.errors import EvalAlignError, InputError
 from evalalign_metric.fileio import check_writable, remove_stale_temporaries
 from evalalign_metric.functional import SCORING_MODES, score_images
+from evalalign_metric.judge.quantization import check_quantize
 from evalalign_metric.protocol import Protocol, load_protocol
 from evalalign_metric.runs.distributed import DistContext
 from evalalign_metric.runs.identity import file_sha256, model_identity, protocol_identity
@@ -317,6 +318,9 @@ def score_folder(
     progress: bool | None = None,
     dist: DistContext | None = None,
     parse_elements: bool = True,
+    quantize: str | None = None,
+    device_map: str | None = None,
+    max_memory: dict | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Score every image of ``images_dir`` against its prompt; resumable, shardable across processes.
@@ -337,6 +341,9 @@ def score_folder(
         parse_elements: prompts of a prompts file or manifest without elements (and not official) get the
             parser's elements (:mod:`evalalign_metric.extraction.parser`); ``False`` scores them on
             faithfulness only. The summary's ``counts.elements_from`` counts the prompts per source.
+        quantize, device_map, max_memory: quantized, sharded or offloaded judge loading (see
+            :func:`~evalalign_metric.judge.load_judge`); a quantized run records ``"<dtype>+<quantize>"`` as its
+            dtype, so it never resumes a run of another precision.
         notify: called (on rank 0) with one line for each thing worth telling before the scoring starts:
             how many images an earlier run already scored, images in subfolders, prompts without an image.
 
@@ -362,7 +369,8 @@ def score_folder(
     device = ctx.device(device)
     reference, folder = _resolve_model(model, protocol)
     header = make_header(
-        model_identity(reference, folder), protocol_identity(protocol), scoring, _dtype_name(dtype, device)
+        model_identity(reference, folder), protocol_identity(protocol), scoring,
+        _dtype_name(dtype, device) + (f"+{check_quantize(quantize)}" if quantize else ""),
     )
     # Rank 0 alone locks: a second job's rank 0 stops, and its launcher (torchrun) stops the other ranks.
     lock = RunLock(paths.out) if ctx.is_main else contextlib.nullcontext()
@@ -387,7 +395,8 @@ def score_folder(
 
                 from evalalign_metric.judge.protocols import warn_if_untrained
 
-                judge = load_judge(folder, device=device, dtype=dtype, batch_size=batch_size)
+                judge = load_judge(folder, device=device, dtype=dtype, batch_size=batch_size, quantize=quantize,
+                                   device_map=device_map, max_memory=max_memory)
                 warn_if_untrained(judge.identity, protocol)
             if ctx.is_main and notify is not None:  # once the judge has loaded: no note before an early error
                 if already:

@@ -47,7 +47,8 @@ Load-time options (`evaluate.load(path, config_name, **options)`):
         the package's default judge for `protocol` is used (a warning says when that is an untrained demo
         judge).
     model, protocol ("evalalign"), scoring ("argmax" | "expectation"), device, dtype, batch_size, revision,
-    element_extractor, use_official_elements, judge_kwargs: as for `evalalign_metric.EvalAlignScore`.
+    element_extractor, use_official_elements, judge_kwargs, quantize ("int8" | "4bit"), device_map, max_memory:
+    as for `evalalign_metric.EvalAlignScore`.
 Returns:
     A dict of floats, the same keys and values as `EvalAlignScore.compute()`: `overall`, `faithfulness`,
     `alignment`, `faithfulness/<aspect>`, `alignment/<aspect>` (NaN when never asked),
@@ -85,7 +86,7 @@ class EvalAlign(evaluate.Metric):
 
     def __init__(self, model=None, protocol="evalalign", scoring=None, device=None, dtype=None, batch_size=8,
                  revision=None, element_extractor=None, use_official_elements=True, judge_kwargs=None,
-                 config_name=None, **kwargs):
+                 config_name=None, quantize=None, device_map=None, max_memory=None, **kwargs):
         if model is not None and config_name not in (None, "default") and str(model) != config_name:
             raise evalalign_metric.InputError(
                 f"the judge was given twice: config_name={config_name!r} and model={str(model)!r}; pass one")
@@ -93,7 +94,9 @@ class EvalAlign(evaluate.Metric):
             model = config_name
         self.model_reference = None if model is None else str(model)
         self.judge_options = {"device": device, "dtype": dtype, "batch_size": batch_size,
-                              **({"revision": revision} if revision else {}), **dict(judge_kwargs or {})}
+                              **({"revision": revision} if revision else {}), **dict(judge_kwargs or {}),
+                              **{k: v for k, v in (("quantize", quantize), ("device_map", device_map),
+                                                   ("max_memory", max_memory)) if v is not None}}
         self.protocol = evalalign_metric.load_protocol(protocol)
         self.scoring = scoring
         self.element_extractor = element_extractor

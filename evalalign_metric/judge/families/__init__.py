@@ -5,7 +5,7 @@
 
 Example:
     >>> sorted(FAMILIES)
-    ['idefics3', 'llava', 'llava_next', 'qwen2_5_vl', 'qwen3_vl']
+    ['idefics3', 'llava', 'llava_next', 'qwen2_5_vl', 'qwen2_vl', 'qwen3_vl']
     >>> family_for_model_type("qwen3_vl").name
     'qwen3-vl'
 """
@@ -22,7 +22,7 @@ from evalalign_metric.judge.families.base import (
 )
 from evalalign_metric.judge.families.idefics3 import Idefics3Family
 from evalalign_metric.judge.families.llava import LlavaFamily, LlavaNextFamily
-from evalalign_metric.judge.families.qwen import Qwen3VLFamily, QwenVLFamily
+from evalalign_metric.judge.families.qwen import Qwen2VLFamily, Qwen3VLFamily, QwenVLFamily
 
 FAMILIES: dict[str, JudgeFamily] = {}
 
@@ -61,11 +61,11 @@ def family_for_model(model) -> JudgeFamily:
     return FAMILIES.get(getattr(model.config, "model_type", None)) or JudgeFamily()
 
 
-for _family in (LlavaFamily(), LlavaNextFamily(), QwenVLFamily(), Qwen3VLFamily(), Idefics3Family()):
+for _family in (LlavaFamily(), LlavaNextFamily(), Qwen2VLFamily(), QwenVLFamily(), Qwen3VLFamily(), Idefics3Family()):
     register_family(_family)
 
 __all__ = [
     "FAMILIES", "Idefics3Family", "ImageInputs", "JudgeFamily", "LlavaFamily", "LlavaNextFamily", "ProcessorParts",
-    "Qwen3VLFamily", "QwenVLFamily", "collate_pixels", "family_for_model", "family_for_model_type",
+    "Qwen2VLFamily", "Qwen3VLFamily", "QwenVLFamily", "collate_pixels", "family_for_model", "family_for_model_type",
     "read_chat_template", "register_family",
 ]

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from evalalign_metric.errors import JudgeLoadError
+from evalalign_metric.errors import InputError, JudgeLoadError
 from evalalign_metric.images import mean_colour, pad_to_square
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "text_replacement_offsets")
@@ -179,8 +179,6 @@ class JudgeFamily:
         """Validate user image options (e.g. Qwen's ``min_pixels``); families without options take none."""
         unknown = sorted(set(options) - set(self.image_option_names))
         if unknown:
-            from evalalign_metric.errors import InputError
-
             allowed = list(self.image_option_names) or "none"
             raise InputError(f"image options {unknown} do not apply to the {self.name!r} family (it takes: {allowed})")
         return dict(options)
@@ -231,4 +229,8 @@ class JudgeFamily:
         """Why the prefix engine cannot serve ``model`` exactly (None when it can)."""
         if not self.prefix_sharing:
             return f"the {self.model_type!r} backend does not put the image before the question"
+        inner = getattr(unwrap(model), "model", None)
+        if hasattr(inner, "get_rope_index") and type(self).prefill_inputs is JudgeFamily.prefill_inputs:
+            return (f"{type(unwrap(model)).__name__} computes 3-D (M-RoPE) positions that the {self.name!r} family "
+                    "does not carry past a shared prefix (register a family that does, as the Qwen-VL ones)")
         return None

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL and Qwen3-VL: dynamic-resolution images and 3-D M-RoPE positions.
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL: dynamic-resolution images and 3-D M-RoPE positions.
 
 What differs from LLaVA (DESIGN 7):
 
@@ -97,3 +97,12 @@ class Qwen3VLFamily(QwenVLFamily):
     name = "qwen3-vl"
     model_types = ("qwen3_vl",)
     model_class = "Qwen3VLForConditionalGeneration"
+
+
+class Qwen2VLFamily(QwenVLFamily):
+    """Qwen2-VL (``Qwen2VLForConditionalGeneration``; HPSv3 and UnifiedReward-style judges): Qwen2.5-VL's
+    inputs and positions."""
+
+    name = "qwen2-vl"
+    model_types = ("qwen2_vl",)
+    model_class = "Qwen2VLForConditionalGeneration"
