@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     shared = len(os.path.commonprefix([q.prompt_ids for q in encoded])) - 1 + n_image
     option_tokens = sorted({len(ids) for q in encoded for ids in q.option_ids})
 
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, torch threads "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; python {platform.python_version()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
     print(f"model: LLaVA, LM {lm_params / 1e6:.1f}M params ({args.lm_layers} layers x {args.lm_hidden}), "
@@ -413,7 +413,7 @@ def _report_agreement(outputs) -> None:
     print(f"check: prefix engine vs plain engine, max |log-prob diff| {worst:.2e}, arg-max identical")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from evalalign_metric.judge import PlainEngine, load_judge
 from evalalign_metric.judge.prefix_engine import PrefixEngine
-from evalalign_metric.official import alignment_prompts, official_elements
-from evalalign_metric.protocol import elements_apply, load_protocol
 from evalalign_metric.testing import build_tiny_judge
+
+from bench_engine import evalalign_questions as questions, make_images  # a sibling script
 
 # (architecture, build options, image options): image token counts of a few hundred, as real judges have.
 FAMILIES = {
@@ -46,26 +45,6 @@ FAMILIES = {
     "qwen3_vl": ({"patch_size": 16}, {"min_pixels": 64 * 64, "max_pixels": 512 * 512}),
     "idefics3": ({"image_size": 128, "patch_size": 8}, {}),
 }
-
-
-def questions() -> list[tuple[str, tuple[str, ...]]]:
-    elements: dict[str, str] = {}
-    for entry in alignment_prompts():
-        for key, value in official_elements(entry["prompt"]).items():
-            if elements_apply(value):
-                elements.setdefault(key, value)
-    return [(text, aspect.labels) for aspect, text in load_protocol("evalalign").questions_for(elements)]
-
-
-def make_images(n: int, seed: int) -> list[Image.Image]:
-    sizes = [(512, 384), (336, 336), (640, 480), (256, 512)]
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        w, h = sizes[i % len(sizes)]
-        coarse = torch.randint(0, 256, (h // 16 + 1, w // 16 + 1, 3), generator=gen, dtype=torch.uint8)
-        out.append(Image.fromarray(coarse.numpy()).resize((w, h), Image.BILINEAR))
-    return out
 
 
 def language_model(model):

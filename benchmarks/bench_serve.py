@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -28,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from bench_engine import cpu_name  # a sibling script
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red cube", "two blue circles", "a green triangle left of a yellow square", "three stars",
@@ -87,16 +88,6 @@ def measure(url: str, clients: int, inputs) -> float:
     with ThreadPoolExecutor(clients) as pool:
         images = sum(pool.map(client, range(clients)))
     return images / (time.perf_counter() - start)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_seconds(pid: int) -> float:
