@@ -28,6 +28,9 @@ _EXPORTS = {
     "EvalAlignScore": "evalalign_metric.metric",
     "Protocol": "evalalign_metric.protocol",
     "load_protocol": "evalalign_metric.protocol",
+    "list_judges": "evalalign_metric.registry",
+    "list_protocols": "evalalign_metric.registry",
+    "register_judge": "evalalign_metric.registry",
 }
 
 __all__ = sorted(_EXPORTS)

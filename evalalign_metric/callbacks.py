@@ -210,14 +210,9 @@ class EvalAlignValidation:
 
             model = self.model
             if model is None:
-                from evalalign_metric.runs.defaults import default_judge
+                from evalalign_metric.registry import judge_when_none_named
 
-                found = default_judge(self.protocol)
-                model = found.path
-                if not found.trained:
-                    warnings.warn("EvalAlignValidation got no judge: using the untrained demo judge, whose "
-                                  "scores mean nothing; pass model=<judge folder or id>", UserWarning,
-                                  stacklevel=3)
+                model = judge_when_none_named(self.protocol)
             self._judge = load_judge(model, device="cpu" if self.offload_judge else device,
                                      dtype=self.dtype or default_dtype(device), **self.judge_kwargs)
         return self._judge

@@ -44,11 +44,12 @@ def _warning_line(command: str):
     """``warnings.showwarning`` for the command line: this library's warnings as one
     ``evalalign CMD: warning: ...`` line on stderr (no file name, line or source), others as usual."""
     from evalalign_metric.judge.protocols import UntrainedProtocolWarning
+    from evalalign_metric.registry import DemoJudgeWarning
 
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, UntrainedProtocolWarning):
+        if issubclass(category, (UntrainedProtocolWarning, DemoJudgeWarning)):
             print(f"evalalign {command}: warning: {message}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)

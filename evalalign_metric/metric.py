@@ -78,7 +78,9 @@ class EvalAlignScore(Metric):
 
     Args:
         model: local judge folder or model reference (Hub id where supported), or ``"http://host:port"`` of an
-            ``evalalign serve`` that every process shares (docs/serve.md). Ignored if ``judge`` is given.
+            ``evalalign serve`` that every process shares (docs/serve.md), or a name of
+            :func:`evalalign_metric.list_judges`. Ignored if ``judge`` is given; with neither, the protocol's
+            embedded judge (:func:`evalalign_metric.registry.judge_when_none_named`).
         protocol: ``"evalalign"`` (default), ``"imatch"``, a protocol file or a ``Protocol``.
         judge: an already loaded :class:`~evalalign_metric.judge.Judge` to use instead of ``model``.
         scoring: ``"argmax"`` (EvalAlign's discrete answers) or ``"expectation"`` (QAlign's
@@ -134,7 +136,9 @@ class EvalAlignScore(Metric):
             raise InputError(f"batch_size={batch_size!r}; expected a whole number >= 1")
         if judge is None:
             if model is None:
-                raise InputError("EvalAlignScore needs model= (a judge folder or reference) or judge=")
+                from evalalign_metric.registry import judge_when_none_named
+
+                model = judge_when_none_named(self.protocol)
             spec = {"model": os.fspath(model), "device": device, "dtype": dtype, "batch_size": batch_size,
                     **({"revision": revision} if revision else {}), **dict(judge_kwargs or {}),
                     **{k: v for k, v in (("quantize", quantize), ("device_map", device_map),

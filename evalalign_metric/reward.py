@@ -307,9 +307,9 @@ class EvalAlignReward:
             from evalalign_metric.judge import load_judge
 
             if model is None:
-                from evalalign_metric.runs.defaults import default_judge_path
+                from evalalign_metric.registry import judge_when_none_named
 
-                model = default_judge_path(self.protocol)
+                model = judge_when_none_named(self.protocol)
             judge = load_judge(model, device=device, dtype=dtype, batch_size=batch_size, **dict(judge_kwargs or {}))
         self.judge = judge
         warn_if_untrained(judge.identity, self.protocol)

@@ -153,8 +153,6 @@ def test_bad_input_errors_name_the_argument(tiny_judge_path, images, prompts, el
 
 
 def test_constructor_errors(tiny_judge_path):
-    with pytest.raises(InputError, match="needs model="):
-        EvalAlignScore()
     with pytest.raises(InputError, match="scoring='mode'"):
         EvalAlignScore(model=tiny_judge_path, scoring="mode")
 

@@ -45,16 +45,10 @@ def register(subparsers) -> None:
 
 
 def _known_judges() -> list[tuple[str, str]]:
-    """(name, reference) of every registered and embedded judge."""
-    from evalalign_metric.hub.registry import available_judges
-    from evalalign_metric.runs.defaults import embedded_judge_dir
+    """(name, reference) of every judge in :func:`evalalign_metric.registry.list_judges`."""
+    from evalalign_metric.registry import judge_entry, list_judges
 
-    out = [(name, name) for name in available_judges()]
-    for protocol in ("evalalign", "imatch"):
-        folder = embedded_judge_dir(protocol)
-        if (folder / "config.json").is_file() and all(os.fspath(folder) != ref for _, ref in out):
-            out.append((f"embedded ({folder.name})", os.fspath(folder)))
-    return out
+    return [(name, judge_entry(name).reference) for name in list_judges()]
 
 
 def describe(name: str, reference: str, batch_sizes: list[int], device: str) -> dict:

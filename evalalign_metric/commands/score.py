@@ -154,15 +154,6 @@ def quiet_transformers() -> None:
         pass
 
 
-def note_demo_judge(model: str | None, protocol) -> None:
-    """Tell the user, on stderr, when the default judge for ``protocol`` is the untrained demo judge."""
-    if model is None:
-        from evalalign_metric.runs.defaults import default_judge
-
-        if not default_judge(protocol).trained:
-            print(f"evalalign: {DEMO_JUDGE_NOTE}", file=sys.stderr)
-
-
 def check_skipped(runs, allow: bool, command: str) -> None:
     """Raise (exit 2) when files were not scored, unless allowed (then a warning line)."""
     messages = [m for m in (r.skipped_message() for r in runs) if m]
@@ -205,7 +196,6 @@ def run(args: argparse.Namespace) -> int:
     ctx = DistContext.from_env()
     summary = score_folder(args.images_dir, out=args.out, **score_kwargs(args))
     if ctx.is_main:
-        note_demo_judge(args.model, args.protocol)
         if args.format == "json":
             print(json.dumps(summary.data, indent=1))
         else:

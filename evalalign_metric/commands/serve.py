@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evalalign_metric.commands.score import note_demo_judge, quiet_transformers
+    from evalalign_metric.commands.score import quiet_transformers
     from evalalign_metric.errors import InputError, require_extra
     from evalalign_metric.judge import load_judge
     from evalalign_metric.protocol import load_protocol
@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
     model = args.model
     if model is None:
-        from evalalign_metric.runs.defaults import default_judge_path
+        from evalalign_metric.registry import judge_when_none_named
 
-        model = default_judge_path(protocol)
-    note_demo_judge(args.model, protocol)
+        model = judge_when_none_named(protocol)
     judge = load_judge(model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     service = ScoringService(judge, protocol, reference=model, scoring=args.scoring,
                              max_image_pixels=args.max_image_pixels, max_batch_images=args.max_batch_images,

@@ -77,6 +77,11 @@ def resolve_reference(model: str | os.PathLike, **hub_kwargs: Any) -> Path:
     path = Path(os.fspath(model)).expanduser()
     if path.is_dir():
         return path
+    from evalalign_metric.registry import local_reference
+
+    named = local_reference(os.fspath(model))  # an embedded or user-registered judge name
+    if named is not None and named != os.fspath(model):
+        return resolve_reference(named, **hub_kwargs)
     # --- Hub seam: non-directory references are resolved by evalalign_metric.hub (Hub issue). ---
     try:
         from evalalign_metric.hub import resolve_model
@@ -128,6 +133,10 @@ def load_judge(
             1280 * 28 * 28}`` for Qwen-VL (see docs/judges.md, "Judge families").
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for Hub references.
     """
+    if not Path(os.fspath(model)).expanduser().is_dir():
+        from evalalign_metric.registry import local_reference
+
+        model = local_reference(os.fspath(model)) or model  # an embedded or user-registered name: its reference
     if isinstance(model, str) and model.startswith(("http://", "https://")):  # served by `evalalign serve`
         from evalalign_metric.serve.client import RemoteJudge
 

@@ -132,9 +132,9 @@ def _dtype_name(dtype: Any, device: str | None) -> str:
 
 def _resolve_model(model: str | os.PathLike | None, protocol) -> tuple[str, Path]:
     from evalalign_metric.judge.loading import resolve_reference
-    from evalalign_metric.runs.defaults import default_judge_path
+    from evalalign_metric.registry import judge_when_none_named
 
-    reference = os.fspath(model) if model is not None else os.fspath(default_judge_path(protocol))
+    reference = os.fspath(model) if model is not None else os.fspath(judge_when_none_named(protocol))
     return reference, resolve_reference(reference)
 
 
@@ -330,7 +330,7 @@ def score_folder(
         prompts: ``"official"`` (default), ``"official-alignment"``, ``"official-faithfulness"``, a prompts
             file or a manifest (see :mod:`evalalign_metric.runs.prompts`).
         model: judge folder or reference; default the embedded judge for ``protocol``
-            (:func:`~evalalign_metric.runs.defaults.default_judge_path`).
+            (:func:`~evalalign_metric.registry.judge_when_none_named`).
         protocol: protocol name or file.
         out: results file (``.jsonl``); default ``<images_dir>/evalalign/results.jsonl``.
         device, dtype: where and in which precision the judge runs (default CUDA/bf16 if available, CPU/fp32).

@@ -7,7 +7,6 @@ Space holding this file. All the work (judge, questions, scoring, aggregation) i
 
 import hashlib
 import re
-import warnings
 
 import datasets
 import evaluate
@@ -119,14 +118,9 @@ class EvalAlign(evaluate.Metric):
     def _judge(self):
         reference = self.model_reference
         if reference is None:
-            from evalalign_metric.runs.defaults import default_judge
+            from evalalign_metric.registry import judge_when_none_named
 
-            found = default_judge(self.protocol)
-            reference = str(found.path)
-            if not found.trained:
-                warnings.warn(
-                    "No judge given: using the untrained demo judge, whose scores mean nothing. Pass a judge "
-                    "with evaluate.load(path, '<judge folder or model id>').", UserWarning, stacklevel=3)
+            reference = str(judge_when_none_named(self.protocol))
         key = (reference, tuple(sorted((k, str(v)) for k, v in self.judge_options.items())))
         if key not in _JUDGES:
             _JUDGES[key] = evalalign_metric.load_judge(reference, **self.judge_options)
