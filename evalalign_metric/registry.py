@@ -181,4 +181,3 @@ def judge_when_none_named(protocol="evalalign") -> Path:
                       "scores mean nothing; pass model=<judge folder or name> (CLI: --model)", DemoJudgeWarning,
                       stacklevel=3)
     return found.path
-
