@@ -115,7 +115,7 @@ def test_install_hint_names_the_package_extra():
     imports = evaluate.loading.get_imports(str(MODULE_DIR / "evalalign.py"))
     assert ("library", "evalalign_metric", "evalalign-metric[evaluate]", None) in imports
     assert {name for kind, name, _, _ in imports if kind == "library"} == {
-        "hashlib", "re", "warnings", "datasets", "evaluate", "evalalign_metric"}
+        "hashlib", "re", "datasets", "evaluate", "evalalign_metric"}
 
 
 def test_bad_inputs_name_the_argument(judge_dir, cache_dir, tiny_judge_path):

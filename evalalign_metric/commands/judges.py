@@ -1,12 +1,12 @@
 """``evalalign judges [--model REF]``: the judges this installation knows, their weights' size and the memory
 each needs per dtype, quantization and batch size, before anything is downloaded.
 
-Lists the registered Hub judges (their figures ship with the package) and the embedded judges; ``--model``
-shows one judge instead: a registered name or a local judge folder (read from its ``config.json``). The
-memory is an estimate of scoring with the prefix engine (weights + KV cache + the largest forward's
-activations; the formula: :mod:`evalalign_metric.judge.memory`), not counting the framework itself (CUDA
-context, allocator caches). Quantized sizes are those of bitsandbytes on CUDA (``--device cuda``, the default)
-or of torchao on CPU (``--device cpu``).
+Lists the judges of :func:`evalalign_metric.registry.list_judges` (the Hub judges' figures ship with the
+package); ``--model`` shows one judge instead: a registered name or a local judge folder (read from its
+``config.json``). The memory is an estimate of scoring with the prefix engine (weights + KV cache + the
+largest forward's activations; the formula: :mod:`evalalign_metric.judge.memory`), not counting the framework
+itself (CUDA context, allocator caches). Quantized sizes are those of bitsandbytes on CUDA (``--device cuda``,
+the default) or of torchao on CPU (``--device cpu``).
 
 Example:
     >>> import argparse
@@ -63,6 +63,9 @@ def describe(name: str, reference: str, batch_sizes: list[int], device: str) -> 
         weights_on_disk,
     )
 
+    from evalalign_metric.registry import local_reference
+
+    reference = local_reference(reference) or reference  # an embedded or user-registered name: its folder
     spec = judge_spec(reference)
     if spec is not None and reference not in shipped_shapes():
         return {"name": name, "source": f"{spec.repo_id}@{spec.revision}", "parameters": None,
