@@ -119,3 +119,11 @@ def test_judges_command_takes_a_registry_name(capsys):
     assert main(["judges", "--model", "embedded-imatch", "--format", "json", "--batch-size", "1"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["name"] == "embedded-imatch" and Path(row["source"]).name == "judge-imatch" and row["parameters"] > 0
+
+
+def test_the_command_line_shows_the_demo_judge_warning_as_one_line(capsys):
+    from evalalign_metric.cli import _warning_line
+
+    _warning_line("score")(registry.DemoJudgeWarning("using the untrained demo judge"), registry.DemoJudgeWarning,
+                           "registry.py", 1)
+    assert capsys.readouterr().err == "evalalign score: warning: using the untrained demo judge\n"
