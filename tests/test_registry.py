@@ -127,3 +127,15 @@ def test_the_command_line_shows_the_demo_judge_warning_as_one_line(capsys):
     _warning_line("score")(registry.DemoJudgeWarning("using the untrained demo judge"), registry.DemoJudgeWarning,
                            "registry.py", 1)
     assert capsys.readouterr().err == "evalalign score: warning: using the untrained demo judge\n"
+
+
+def test_register_judge_takes_a_hub_spec_as_the_hub_registry_does():
+    from evalalign_metric.hub.registry import JudgeSpec, judge_spec
+
+    try:
+        entry = register_judge(JudgeSpec(name="org-judge", repo_id="org/judge", revision="main",
+                                         chat_format="chatml", protocol="imatch"))
+        assert (entry.kind, entry.reference, entry.protocol) == ("hub", "org-judge", "imatch")
+        assert judge_spec("org-judge").repo_id == "org/judge" and "org-judge" in list_judges(kind="hub")
+    finally:
+        JUDGES.pop("org-judge", None)
