@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from evalalign_metric.serve.process import launch_server, stop_server
 
 from bench_engine import cpu_name  # a sibling script
 
@@ -37,27 +36,9 @@ PROMPTS = ["a red cube", "two blue circles", "a green triangle left of a yellow 
 
 def start_server(args, *extra: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "evalalign_metric.cli", "serve", "--port", "0", "--protocol", args.protocol,
-               "--batch-size", str(args.batch_size), *extra]
-    if args.model:
-        command += ["--model", args.model]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    found = {}
-
-    def read():
-        for line in proc.stdout:
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                found["url"] = match.group(1)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout=300)
-    if "url" not in found:
-        proc.kill()
-        raise SystemExit("the server did not start within 300 s")
-    return proc, found["url"]
+    model = ["--model", args.model] if args.model else []
+    return launch_server(["--protocol", args.protocol, "--batch-size", str(args.batch_size), *extra, *model],
+                         env=env, timeout=300)
 
 
 def make_inputs(n: int, per_request: int, size: int) -> list[tuple[torch.Tensor, list[str]]]:
@@ -139,8 +120,7 @@ def main(argv=None) -> None:
                          cpu["one-at-a-time"]))
     finally:
         for proc, _ in servers.values():
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            stop_server(proc, timeout=60)
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs; server threads "
           f"{args.threads}; judge {args.model or 'embedded (' + args.protocol + ')'}; {args.requests} requests of "
           f"{args.images_per_request} {args.image_size}x{args.image_size} image(s); best of {args.repeats}")

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -33,6 +32,7 @@ from evalalign_metric.runs.defaults import default_judge_path  # noqa: E402
 from evalalign_metric.serve import RemoteJudge, RemoteReward, ServerUnavailableError  # noqa: E402
 from evalalign_metric.serve.app import ServerThread  # noqa: E402
 from evalalign_metric.serve.batcher import BatchingJudge, MicroBatcher  # noqa: E402
+from evalalign_metric.serve.process import launch_server, stop_server  # noqa: E402
 from evalalign_metric.serve.service import ScoringService  # noqa: E402
 from evalalign_metric.serve.wire import encode_image  # noqa: E402
 
@@ -41,44 +41,17 @@ PROMPTS = ["a red cube", "two blue circles", "a green triangle left of a yellow 
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """`evalalign serve --port 0 ARGS` in a subprocess; its URL once it listens."""
+    """`evalalign serve --port 0 ARGS` in a subprocess, one torch thread, no token from the environment."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("EVALALIGN_SERVE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "evalalign_metric.cli", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    found = {}
-
-    def read():
-        for line in proc.stdout:
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                found["url"] = match.group(1)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout=180)
-    if "url" not in found:
-        proc.kill()
-        pytest.fail("evalalign serve did not start within 180 s")
-    return proc, found["url"]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+    return launch_server(args, env=env, timeout=180)
 
 
 @pytest.fixture(scope="module")
 def server():
     proc, url = start_server("--max-image-pixels", "10000", "--max-body-mb", "1")
     yield url
-    stop(proc)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +315,7 @@ def test_server_killed_mid_run_client_retries_then_fails_clearly(tmp_path):
         thread.join(timeout=60)
         assert not thread.is_alive(), "the client hung after the server died"
     finally:
-        stop(proc)
+        stop_server(proc)
     [(exc, failed_at)] = failure
     assert isinstance(exc, ServerUnavailableError) and len(answered) >= 3
     assert re.search(r"did not answer after 4 attempt\(s\).*is `evalalign serve` running", str(exc)), str(exc)
@@ -411,3 +384,9 @@ def test_remote_judge_carries_the_greedy_reading(server, local_reward):
     [local] = local_reward.judge.answer(images, asked)
     assert all(d.greedy_index is not None for d in remote)
     assert [d.greedy_label for d in remote] == [d.greedy_label for d in local]
+
+
+def test_a_server_that_cannot_start_is_a_clear_error(tmp_path):
+    # the child exits at once (no such judge): launch_server says so instead of waiting out its timeout
+    with pytest.raises(ServerUnavailableError, match=r"did not start listening .*\(exit code 2\)"):
+        start_server("--model", os.fspath(tmp_path / "no-such-judge"))
