@@ -4,7 +4,9 @@ the benchmark scripts some tests call into."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import random
 import os
 from pathlib import Path
 
@@ -92,3 +94,32 @@ def _assert_same_scores(reference, *others, atol: float = 1e-5) -> None:
 def assert_same_scores():
     """The one check that the metric, its functional twin and DDP agree (see ``_assert_same_scores``)."""
     return _assert_same_scores
+
+
+@pytest.fixture(scope="session")
+def yesno_colour_data(tmp_path_factory):
+    """``make(n_images, n_train_rows, size=...)``: a folder of one-colour images (``size(i)`` pixels), the
+    yes/no protocol ``p.json`` and rows asking 'a red square' / 'a blue square' of each image, the first
+    ``n_train_rows`` in ``train.jsonl`` and the rest in ``eval.jsonl``."""
+    protocol = {"name": "yesno", "version": "1", "default_scoring": "expectation", "aspects": [
+        {"name": "Match", "dimension": "alignment",
+         "template": "<image>\nDoes the image show {prompt}? Answer yes or no.",
+         "options": [{"label": "yes", "score": 1}, {"label": "no", "score": 0}]}]}
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+    def make(n_images: int, n_train_rows: int, size=lambda i: (16, 16)) -> Path:
+        d = tmp_path_factory.mktemp("data")
+        (d / "p.json").write_text(json.dumps(protocol))
+        rng = random.Random(0)
+        rows = []
+        for i in range(n_images):
+            colour = rng.choice(sorted(colours))
+            Image.new("RGB", size(i), colours[colour]).save(d / f"{i}.png")
+            for asked in sorted(colours):
+                rows.append({"image": f"{i}.png", "prompt": f"a {asked} square", "aspect": "Match",
+                             "score": int(asked == colour)})
+        (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:n_train_rows]))
+        (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[n_train_rows:]))
+        return d
+
+    return make

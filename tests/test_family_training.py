@@ -4,7 +4,6 @@ trains the family's language model, and the trained adapter loads through the me
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -20,27 +19,12 @@ from evalalign_metric.training.targets import Target
 pytest.importorskip("peft")
 
 ARCHITECTURES = ["qwen2_5_vl", "qwen3_vl", "idefics3"]
-YESNO = {"name": "yesno", "version": "1", "default_scoring": "expectation", "aspects": [
-    {"name": "Match", "dimension": "alignment", "template": "<image>\nDoes the image show {prompt}? Answer yes or no.",
-     "options": [{"label": "yes", "score": 1}, {"label": "no", "score": 0}]}]}
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("data")
-    (d / "p.json").write_text(json.dumps(YESNO))
-    rng = random.Random(0)
-    rows = []
-    for i in range(16):
-        colour = rng.choice(sorted(COLOURS))
-        Image.new("RGB", (24 + 8 * (i % 3), 16), COLOURS[colour]).save(d / f"{i}.png")
-        for asked in sorted(COLOURS):
-            rows.append({"image": f"{i}.png", "prompt": f"a {asked} square", "aspect": "Match",
-                         "score": int(asked == colour)})
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:24]))
-    (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[24:]))
-    return d
+def data_dir(yesno_colour_data) -> Path:
+    """16 one-colour images of three widths (the families' token counts differ with the aspect ratio)."""
+    return yesno_colour_data(16, 24, size=lambda i: (24 + 8 * (i % 3), 16))
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -40,21 +40,9 @@ COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """40 one-colour images and yes/no rows: 'a red square' / 'a blue square' for each."""
-    d = tmp_path_factory.mktemp("data")
-    (d / "p.json").write_text(json.dumps(YESNO))
-    rng = random.Random(0)
-    rows = []
-    for i in range(24):
-        colour = rng.choice(sorted(COLOURS))
-        Image.new("RGB", (16, 16), COLOURS[colour]).save(d / f"{i}.png")
-        for asked in sorted(COLOURS):
-            rows.append({"image": f"{i}.png", "prompt": f"a {asked} square", "aspect": "Match",
-                         "score": int(asked == colour)})
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
-    (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[40:]))
-    return d
+def data_dir(yesno_colour_data) -> Path:
+    """24 one-colour images and yes/no rows: 'a red square' / 'a blue square' for each."""
+    return yesno_colour_data(24, 40)
 
 
 @pytest.fixture(scope="module")
